@@ -1,0 +1,192 @@
+"""Frame loading: an ordered list of image files -> a uint8 clip at the training resolution.
+
+Frames are stored as uint8 (N, C, H, W) on the training device when they fit, and converted to
+float in [-1, 1] per batch (``to_float``), so a 1,000-frame strip costs its size in bytes.
+
+Aspect ratio: frames are scaled to fit inside the training resolution and *letterboxed*
+(padded with black, or transparent for RGBA) rather than cropped, so nothing the artist drew is
+thrown away and generated frames can be scaled back to the source size exactly
+(``Letterbox.undo``).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".tga")
+UNSUPPORTED_EXTS = {
+    ".exr": "OpenEXR frames are not supported yet: render or convert the strip to PNG first.",
+    ".hdr": "Radiance HDR frames are not supported: convert the strip to PNG first.",
+    ".dpx": "DPX frames are not supported: convert the strip to PNG first.",
+    ".cin": "Cineon frames are not supported: convert the strip to PNG first.",
+}
+
+
+class FrameError(ValueError):
+    """Bad frame input; the message is one sentence for the user."""
+
+
+def list_frames(spec: str | list[str]) -> list[str]:
+    """Resolve a folder, a glob pattern, a text file listing paths, or a list, in order."""
+    if isinstance(spec, (list, tuple)):
+        return [str(p) for p in spec]
+    if os.path.isdir(spec):
+        files = sorted(
+            os.path.join(spec, f) for f in os.listdir(spec) if f.lower().endswith(IMAGE_EXTS)
+        )
+        if not files:
+            raise FrameError(f"The folder {spec} holds no image frames ({', '.join(IMAGE_EXTS)}).")
+        return files
+    if any(ch in spec for ch in "*?["):
+        files = sorted(glob.glob(spec))
+        if not files:
+            raise FrameError(f"No files match {spec}.")
+        return files
+    if os.path.isfile(spec) and spec.lower().endswith((".txt", ".lst", ".list")):
+        base = os.path.dirname(os.path.abspath(spec))
+        with open(spec, encoding="utf-8") as f:
+            lines = [ln.strip() for ln in f if ln.strip() and not ln.startswith("#")]
+        return [ln if os.path.isabs(ln) else os.path.join(base, ln) for ln in lines]
+    if not os.path.exists(spec):
+        raise FrameError(f"{spec} does not exist.")
+    raise FrameError(f"{spec} is not a folder, a glob pattern or a .txt list of frames.")
+
+
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """Any Pillow mode -> 'RGB' or 'RGBA' (8 bits per channel)."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        a = np.asarray(img).astype(np.float64)
+        hi = 65535.0 if img.mode.startswith("I;16") or a.max() > 255 else 255.0
+        a = np.clip(a / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(a, "L").convert("RGB")
+    if img.mode == "P":
+        return img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        return img.convert("RGBA")
+    if img.mode == "CMYK":
+        return img.convert("RGB")
+    return img.convert("RGB")
+
+
+def read_frame(path: str) -> Image.Image:
+    """Open one frame as 8-bit RGB or RGBA, with a one-sentence error for anything wrong."""
+    ext = os.path.splitext(path)[1].lower()
+    if ext in UNSUPPORTED_EXTS:
+        raise FrameError(f"{os.path.basename(path)}: {UNSUPPORTED_EXTS[ext]}")
+    if not os.path.exists(path):
+        raise FrameError(f"The frame {path} is missing.")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            return _to_8bit(img)
+    except UnidentifiedImageError:
+        raise FrameError(f"{path} is not an image Pillow can read.") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise FrameError(f"The frame {path} is damaged or truncated ({exc}).") from None
+
+
+@dataclass
+class Letterbox:
+    """How a source frame sits inside the training frame: scaled by the same factor on both
+    axes, centred, padded on the remaining sides."""
+
+    src_w: int
+    src_h: int
+    dst_w: int
+    dst_h: int
+
+    @property
+    def inner(self) -> tuple[int, int, int, int]:
+        """(left, top, width, height) of the picture inside the training frame."""
+        s = min(self.dst_w / self.src_w, self.dst_h / self.src_h)
+        w = max(1, min(self.dst_w, round(self.src_w * s)))
+        h = max(1, min(self.dst_h, round(self.src_h * s)))
+        return (self.dst_w - w) // 2, (self.dst_h - h) // 2, w, h
+
+    def apply(self, img: Image.Image) -> Image.Image:
+        left, top, w, h = self.inner
+        fill = (0, 0, 0, 0) if img.mode == "RGBA" else (0, 0, 0)
+        out = Image.new(img.mode, (self.dst_w, self.dst_h), fill)
+        out.paste(img.resize((w, h), Image.Resampling.LANCZOS), (left, top))
+        return out
+
+    def undo(self, img: Image.Image) -> Image.Image:
+        """Training-resolution frame -> source size (the padding is cut away)."""
+        left, top, w, h = self.inner
+        return img.crop((left, top, left + w, top + h)).resize(
+            (self.src_w, self.src_h), Image.Resampling.LANCZOS
+        )
+
+
+@dataclass
+class Clip:
+    frames: torch.Tensor  # (N, C, H, W) uint8
+    paths: list[str]
+    letterbox: Letterbox
+
+    @property
+    def channels(self) -> int:
+        return self.frames.shape[1]
+
+    def __len__(self) -> int:
+        return self.frames.shape[0]
+
+
+def detect_channels(images: list[Image.Image]) -> int:
+    """4 when any frame has alpha that is not fully opaque, else 3."""
+    for img in images:
+        if img.mode == "RGBA" and img.getchannel("A").getextrema()[0] < 255:
+            return 4
+    return 3
+
+
+def load_clip(
+    paths: list[str],
+    width: int,
+    height: int,
+    channels: int | None = None,
+    min_frames: int = 1,
+) -> Clip:
+    """Read frames in order, letterbox them to (width, height); (N, C, H, W) uint8 on the CPU."""
+    if len(paths) < min_frames:
+        raise FrameError(f"Training needs at least {min_frames} frames; got {len(paths)}.")
+    images = [read_frame(p) for p in paths]
+    sizes = {img.size for img in images}
+    if len(sizes) > 1:
+        listed = ", ".join(f"{w}x{h}" for w, h in sorted(sizes)[:4])
+        raise FrameError(f"The frames have different sizes ({listed}); use frames of one size.")
+    src_w, src_h = images[0].size
+    channels = channels or detect_channels(images)
+    box = Letterbox(src_w, src_h, width, height)
+    mode = "RGBA" if channels == 4 else "RGB"
+    arr = np.stack([np.asarray(box.apply(img.convert(mode))) for img in images])  # (N,H,W,C)
+    frames = torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
+    return Clip(frames=frames, paths=list(paths), letterbox=box)
+
+
+def to_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float [-1, 1], the paper's linear scaling."""
+    return x.float().div_(127.5).sub_(1.0)
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """float [-1, 1] -> uint8 [0, 255]."""
+    return ((x.float().clamp(-1, 1) + 1.0) * 127.5).round_().to(torch.uint8)
+
+
+def tensor_to_image(x: torch.Tensor) -> Image.Image:
+    """(C, H, W) float in [-1, 1] -> PIL image (RGB or RGBA)."""
+    a = to_uint8(x.detach().cpu()).permute(1, 2, 0).numpy()
+    return Image.fromarray(a, "RGBA" if a.shape[2] == 4 else "RGB")
+
+
+def windows(n_frames: int, length: int) -> torch.Tensor:
+    """Start indices of every run of ``length`` consecutive frames: (I_t-k+1 .. I_t+u)."""
+    return torch.arange(max(0, n_frames - length + 1))

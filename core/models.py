@@ -1,0 +1,403 @@
+"""The three networks of FrameSequenceGAN and the presets that configure them.
+
+Preset ``paper`` is Tables 1-3 of the paper layer for layer (kernel sizes recovered from the
+tables' parameter counts). Preset ``default`` is our improved model, chosen by the quality
+benchmark (docs/QUALITY.md): a residual U-Net generator that sees the previous frame(s) too, and
+spectrally normalised patch discriminators.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+PRESETS = ("paper", "default")
+
+
+@dataclass
+class ModelConfig:
+    preset: str = field(
+        default="default",
+        metadata={"help": "architecture: 'paper' (Tables 1-3 exactly) or 'default' (improved)"},
+    )
+    width: int = field(default=128, metadata={"help": "training frame width in pixels"})
+    height: int = field(default=72, metadata={"help": "training frame height in pixels"})
+    channels: int = field(
+        default=3, metadata={"help": "3 (RGB) or 4 (RGBA); taken from the frames when training"}
+    )
+    width_mult: float = field(
+        default=1.0,
+        metadata={"help": "multiplies every layer's channel count (e.g. 0.125 for tiny CPU tests)"},
+    )
+    dropout: float = field(
+        default=0.3,
+        metadata={
+            "help": "dropout rate of the paper preset's layers. The paper does not state it; 0.3 "
+            "is the rate of the TensorFlow 2 DCGAN example the paper's Keras code follows"
+        },
+    )
+    leaky_slope: float = field(
+        default=0.3,
+        metadata={
+            "help": "LeakyReLU slope of the paper preset; 0.3 is Keras' default LeakyReLU(), "
+            "which the paper's tables name without an argument"
+        },
+    )
+    context: int = field(
+        default=2,
+        metadata={
+            "help": "default preset: frames the generator sees (I_t-k+1 .. I_t); one frame cannot "
+            "tell which way a pendulum swings. The paper preset always uses 1"
+        },
+    )
+    base: int = field(
+        default=32, metadata={"help": "default preset: channels of the U-Net's first level"}
+    )
+    levels: int = field(
+        default=3, metadata={"help": "default preset: U-Net down-sampling levels (receptive field)"}
+    )
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ValueError(f"Unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}.")
+        if self.channels not in (3, 4):
+            raise ValueError(f"channels must be 3 (RGB) or 4 (RGBA), not {self.channels}.")
+        if self.width < 8 or self.height < 8:
+            raise ValueError(f"The training resolution {self.width}x{self.height} is too small.")
+        if self.width_mult <= 0:
+            raise ValueError("width_mult must be positive.")
+        if self.preset == "paper":
+            self.context = 1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def _ch(n: int, mult: float) -> int:
+    return max(1, int(round(n * mult)))
+
+
+def _same(k: int) -> int:
+    # Keras padding="same" for odd kernels; with stride 2 this gives ceil(n / 2) like Keras.
+    return k // 2
+
+
+def _down(n: int) -> int:
+    return (n + 1) // 2
+
+
+def glorot_uniform_(module: nn.Module) -> None:
+    """Keras' defaults, which the paper's 'uniform' initialisation refers to: kernels from
+    U(-a, a) with a = sqrt(6 / (fan_in + fan_out)) (Glorot uniform), biases zero,
+    BatchNorm gamma 1 and beta 0."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            w = m.weight_orig if hasattr(m, "weight_orig") else m.weight
+            nn.init.xavier_uniform_(w)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+# --------------------------------------------------------------------------------------------
+# Preset "paper": Tables 1-3.
+# --------------------------------------------------------------------------------------------
+
+
+def _paper_block(cin, cout, k, stride, bn, cfg: ModelConfig) -> list[nn.Module]:
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, k, stride, _same(k))]
+    if bn:
+        # Keras' BatchNormalization defaults: momentum 0.99 (PyTorch counts 1 - 0.99), eps 1e-3.
+        layers.append(nn.BatchNorm2d(cout, eps=1e-3, momentum=0.01))
+    layers += [nn.LeakyReLU(cfg.leaky_slope), nn.Dropout(cfg.dropout)]
+    return layers
+
+
+class PaperGenerator(nn.Module):
+    """Table 1: six same-padded stride-1 convolutions, 7-5-5-5-3-3, output tanh. (B,C,H,W)->same."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        m, c = cfg.width_mult, cfg.channels
+        w = [_ch(64, m), _ch(128, m), _ch(256, m), _ch(128, m), _ch(64, m)]
+        self.net = nn.Sequential(
+            *_paper_block(c, w[0], 7, 1, False, cfg),
+            *_paper_block(w[0], w[1], 5, 1, True, cfg),
+            *_paper_block(w[1], w[2], 5, 1, True, cfg),
+            *_paper_block(w[2], w[3], 5, 1, True, cfg),
+            *_paper_block(w[3], w[4], 3, 1, True, cfg),
+            nn.Conv2d(w[4], c, 3, 1, 1),
+            nn.Tanh(),
+        )
+        glorot_uniform_(self)
+
+    def forward(self, ctx: torch.Tensor) -> torch.Tensor:
+        # ctx: (B, K=1, C, H, W) -> (B, C, H, W)
+        return self.net(ctx[:, -1])
+
+
+class _PaperCritic(nn.Module):
+    def __init__(self, cfg: ModelConfig, spec: list[tuple[int, int, int, bool]]):
+        super().__init__()
+        layers: list[nn.Module] = []
+        cin = cfg.channels
+        h, w = cfg.height, cfg.width
+        for cout, k, stride, bn in spec:
+            cout = _ch(cout, cfg.width_mult)
+            layers += _paper_block(cin, cout, k, stride, bn, cfg)
+            cin = cout
+            if stride == 2:
+                h, w = _down(h), _down(w)
+        self.features = nn.Sequential(*layers)
+        self.dense = nn.Linear(cin * h * w, 1)  # input size follows the configured resolution
+        glorot_uniform_(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Flatten in Keras' (H, W, C) order is only a permutation of the Dense weights.
+        return self.dense(torch.flatten(self.features(x), 1))  # (B, 1) logits
+
+
+class PaperFrameDiscriminator(_PaperCritic):
+    """Table 2: D(I) -> logit."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__(
+            cfg, [(64, 5, 2, False), (128, 5, 2, True), (128, 3, 1, True), (128, 3, 1, False),
+                  (32, 5, 1, True)]
+        )  # fmt: skip
+
+
+class PaperSequenceDiscriminator(_PaperCritic):
+    """Table 3: S(I_t+1 - I_t) -> logit."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__(
+            cfg, [(64, 5, 2, False), (128, 5, 2, True), (32, 5, 1, True), (64, 3, 1, True),
+                  (32, 3, 1, True)]
+        )  # fmt: skip
+
+    def forward(self, diff: torch.Tensor, prev: torch.Tensor | None = None) -> torch.Tensor:
+        return super().forward(diff)
+
+
+# --------------------------------------------------------------------------------------------
+# Preset "default": residual U-Net generator with context, spectral-norm patch critics.
+# --------------------------------------------------------------------------------------------
+
+
+class _ResBlock(nn.Module):
+    def __init__(self, ch: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(ch, ch, 3, 1, 1), nn.LeakyReLU(0.2), nn.Conv2d(ch, ch, 3, 1, 1)
+        )
+
+    def forward(self, x):
+        return F.leaky_relu(x + self.body(x), 0.2)
+
+
+class UNetGenerator(nn.Module):
+    """Predicts I_t+1 = I_t + delta from K context frames (B, K, C, H, W) -> (B, C, H, W).
+
+    Inputs are the context frames and their differences (motion made explicit); each level
+    halves the resolution, so ``levels`` sets the receptive field; the output is a residual on
+    the last frame, so a static clip is the easy solution and colours cannot drift by default.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        c, k = cfg.channels, cfg.context
+        widths = [_ch(cfg.base * 2 ** min(i, 2), cfg.width_mult) for i in range(cfg.levels + 1)]
+        cin = c * k + c * (k - 1)
+        self.stem = nn.Sequential(nn.Conv2d(cin, widths[0], 3, 1, 1), nn.LeakyReLU(0.2))
+        self.enc = nn.ModuleList()
+        self.down = nn.ModuleList()
+        for i in range(cfg.levels):
+            self.enc.append(_ResBlock(widths[i]))
+            self.down.append(
+                nn.Sequential(nn.Conv2d(widths[i], widths[i + 1], 4, 2, 1), nn.LeakyReLU(0.2))
+            )
+        self.mid = nn.Sequential(_ResBlock(widths[-1]), _ResBlock(widths[-1]))
+        self.up = nn.ModuleList()
+        self.dec = nn.ModuleList()
+        for i in reversed(range(cfg.levels)):
+            self.up.append(nn.Conv2d(widths[i + 1], widths[i], 3, 1, 1))
+            self.dec.append(
+                nn.Sequential(
+                    nn.Conv2d(2 * widths[i], widths[i], 3, 1, 1), nn.LeakyReLU(0.2),
+                    _ResBlock(widths[i]),
+                )
+            )  # fmt: skip
+        self.head = nn.Conv2d(widths[0], c, 3, 1, 1)
+        nn.init.zeros_(self.head.weight)  # starts as "copy the last frame"
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, ctx: torch.Tensor) -> torch.Tensor:
+        last = ctx[:, -1]  # (B, C, H, W)
+        diffs = [ctx[:, i + 1] - ctx[:, i] for i in range(ctx.shape[1] - 1)]
+        x = self.stem(torch.cat([*ctx.unbind(1), *diffs], 1))
+        skips = []
+        for enc, down in zip(self.enc, self.down):
+            x = enc(x)
+            skips.append(x)
+            x = down(x)
+        x = self.mid(x)
+        for up, dec in zip(self.up, self.dec):
+            skip = skips.pop()
+            x = F.interpolate(x, size=skip.shape[-2:], mode="nearest")
+            x = dec(torch.cat([F.leaky_relu(up(x), 0.2), skip], 1))
+        return torch.clamp(last + 2.0 * torch.tanh(self.head(x)), -1.0, 1.0)
+
+
+class PatchCritic(nn.Module):
+    """Spectral-norm PatchGAN critic: (B, Cin, H, W) -> (B, 1, h, w) logits, one per patch."""
+
+    def __init__(self, cin: int, cfg: ModelConfig, depth: int = 3):
+        super().__init__()
+        sn = nn.utils.parametrizations.spectral_norm
+        w = _ch(cfg.base, cfg.width_mult)
+        layers: list[nn.Module] = [sn(nn.Conv2d(cin, w, 4, 2, 1)), nn.LeakyReLU(0.2)]
+        for i in range(1, depth):
+            cout = _ch(cfg.base * 2 ** min(i, 3), cfg.width_mult)
+            layers += [sn(nn.Conv2d(w, cout, 4, 2, 1)), nn.LeakyReLU(0.2)]
+            w = cout
+        layers += [sn(nn.Conv2d(w, w, 3, 1, 1)), nn.LeakyReLU(0.2), sn(nn.Conv2d(w, 1, 3, 1, 1))]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class DefaultFrameDiscriminator(PatchCritic):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__(cfg.channels, cfg)
+
+
+class DefaultSequenceDiscriminator(PatchCritic):
+    """Judges the difference map, conditioned on the frame it starts from (what moved where)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__(2 * cfg.channels, cfg)
+
+    def forward(self, diff: torch.Tensor, prev: torch.Tensor | None = None) -> torch.Tensor:
+        return super().forward(torch.cat([diff, prev], 1))
+
+
+def build_models(cfg: ModelConfig) -> tuple[nn.Module, nn.Module, nn.Module]:
+    """(G, D, S) for a config. G takes (B, K, C, H, W) context; D takes a frame; S takes
+    (difference map, previous frame)."""
+    if cfg.preset == "paper":
+        return PaperGenerator(cfg), PaperFrameDiscriminator(cfg), PaperSequenceDiscriminator(cfg)
+    return UNetGenerator(cfg), DefaultFrameDiscriminator(cfg), DefaultSequenceDiscriminator(cfg)
+
+
+# --------------------------------------------------------------------------------------------
+# Parameter counting and the layer table of `python -m core summary`.
+# --------------------------------------------------------------------------------------------
+
+
+def count_trainable(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def count_keras_style(module: nn.Module) -> int:
+    """Keras counts BatchNorm's moving mean and variance too (4 numbers per channel)."""
+    extra = sum(
+        m.running_mean.numel() + m.running_var.numel()
+        for m in module.modules()
+        if isinstance(m, nn.BatchNorm2d) and m.running_mean is not None
+    )
+    return count_trainable(module) + extra
+
+
+def layer_table(module: nn.Module, example: torch.Tensor, *args) -> list[tuple[str, tuple, int]]:
+    """(layer type, output shape (H, W, C) like the paper, Keras-style parameter count) rows."""
+    rows: list[tuple[str, tuple, int]] = []
+    hooks = []
+    names = {
+        nn.Conv2d: "Conv2D", nn.BatchNorm2d: "BatchNormalization", nn.LeakyReLU: "LeakyReLu",
+        nn.Dropout: "Dropout", nn.Linear: "Dense", nn.Tanh: "tanh activation",
+    }  # fmt: skip
+
+    def hook(mod, _inp, out):
+        shape = tuple(out.shape[1:])
+        if len(shape) == 3:
+            shape = (shape[1], shape[2], shape[0])
+        if isinstance(mod, nn.Linear):
+            rows.append(("Flatten", (mod.in_features,), 0))
+        rows.append((names.get(type(mod), type(mod).__name__), shape, count_keras_style(mod)))
+
+    for m in module.modules():
+        if type(m) in names:
+            hooks.append(m.register_forward_hook(hook))
+    was_training = module.training
+    module.eval()
+    with torch.no_grad():
+        module(example, *args)
+    module.train(was_training)
+    for h in hooks:
+        h.remove()
+    return rows
+
+
+def summary(cfg: ModelConfig) -> dict:
+    g, d, s = build_models(cfg)
+    return {
+        "generator": count_trainable(g),
+        "frame_discriminator": count_trainable(d),
+        "sequence_discriminator": count_trainable(s),
+        "keras_style": {
+            "generator": count_keras_style(g),
+            "frame_discriminator": count_keras_style(d),
+            "sequence_discriminator": count_keras_style(s),
+        },
+    }
+
+
+def forward_macs(module: nn.Module, *inputs: torch.Tensor) -> int:
+    """Multiply-adds of one forward pass of convolutions and dense layers."""
+    acc = [0]
+
+    def hook(m, _inp, out):
+        if isinstance(m, nn.Conv2d):
+            k = m.kernel_size[0] * m.kernel_size[1] * m.in_channels // m.groups
+            acc[0] += out[0].numel() * k
+        else:
+            acc[0] += m.in_features * m.out_features
+
+    hs = [
+        m.register_forward_hook(hook)
+        for m in module.modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear))
+    ]
+    was_training = module.training
+    with torch.no_grad():
+        module.eval()(*[x[:1] for x in inputs])
+    module.train(was_training)
+    for h in hs:
+        h.remove()
+    return acc[0]
+
+
+def training_flops(cfg: ModelConfig, batch: int) -> float:
+    """FLOPs of one training step (2 per multiply-add; a backward pass costs 2 forwards).
+
+    G: a no-grad forward for the D/S phases, then forward + backward in each of its two
+    updates = 7 forwards. D and S: forward + backward on real and fake in their own phase
+    (6 forwards) and forward + backward in G's phase against them (3) = 9 forwards each.
+    """
+    g, d, s = build_models(cfg)
+    frame = torch.zeros(1, cfg.channels, cfg.height, cfg.width)
+    ctx = torch.zeros(1, cfg.context, cfg.channels, cfg.height, cfg.width)
+    macs = 7 * forward_macs(g, ctx) + 9 * forward_macs(d, frame) + 9 * forward_macs(s, frame, frame)
+    return 2.0 * macs * batch

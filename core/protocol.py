@@ -1,0 +1,170 @@
+"""The worker protocol: a job file in, one JSON object per line out.
+
+This module is the single place the protocol is defined. The Blender add-on reads the same
+events with the standard library only, so everything here is plain JSON (no tensors, no numpy).
+
+Job file (``python -m core worker --job job.json``)::
+
+    {
+      "version": 1,
+      "kind": "train" | "extend",
+      "frames": ["/abs/frame_0001.png", ...],   # train: the clip in order;
+                                                 # extend: context frames, the LAST one is the start
+      "checkpoint": "/abs/model.safetensors",    # train: written here; extend: read from here
+      "resume": false,                           # train: continue from `checkpoint` if it exists
+      "train": {"preset": "default", "steps": 500, "width": 128, "height": 72,
+                "device": "auto", "seed": 0, ...},   # any ModelConfig/TrainConfig field
+      "extend": {"count": 16, "out_dir": "/abs/out", "prefix": "frame_",
+                 "start_number": 1, "size": "source" | "train", "device": "auto"},
+      "preview_dir": "/abs/previews",            # optional: sample rollouts are written here
+      "cancel_file": "/abs/job.cancel"           # optional: its appearance cancels the job
+    }
+
+Events, one JSON object per line on stdout, each with an ``"event"`` key:
+
+    started     {"kind", "device", "pid"}
+    progress    {"step", "total", "losses": {name: float}, "outputs": {"d_real", "d_fake",
+                 "s_real", "s_fake"}, "eta_s", "elapsed_s", "steps_per_s"}
+    sample      {"step", "path"}                 a preview PNG of a fixed-seed rollout
+    checkpoint  {"step", "path"}                 a complete checkpoint is on disk
+    frame       {"index", "total", "path"}       extend: one generated frame is on disk
+    done        {"kind", "cancelled", "checkpoint", "frames", "step"}
+    error       {"message", "code": "bad_input" | "out_of_memory" | "cancelled" | "internal",
+                 "hint"}
+
+Exit status: 0 done (also after a cancel, with ``"cancelled": true``), 2 bad input,
+3 out of memory, 1 any other failure. SIGTERM, SIGINT or the cancel file make a training job save
+a valid checkpoint at the last completed step and finish with ``done``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+PROTOCOL_VERSION = 1
+JOB_KINDS = ("train", "extend")
+EVENTS = ("started", "progress", "sample", "checkpoint", "frame", "done", "error", "log")
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_BAD_INPUT = 2
+EXIT_OOM = 3
+
+
+class JobError(ValueError):
+    """A job file that cannot be run; the message is one sentence for the user."""
+
+
+@dataclass
+class Job:
+    kind: str
+    frames: list[str]
+    checkpoint: str
+    resume: bool = False
+    train: dict[str, Any] = field(default_factory=dict)
+    extend: dict[str, Any] = field(default_factory=dict)
+    preview_dir: str | None = None
+    cancel_file: str | None = None
+    version: int = PROTOCOL_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, indent=2)
+
+
+def parse_job(data: dict[str, Any]) -> Job:
+    """Validate a job dict (types, kinds, paths) and return a Job, or raise JobError."""
+    if not isinstance(data, dict):
+        raise JobError("The job file must hold a JSON object.")
+    version = data.get("version", PROTOCOL_VERSION)
+    if version != PROTOCOL_VERSION:
+        raise JobError(
+            f"The job file has protocol version {version!r}; this worker speaks version "
+            f"{PROTOCOL_VERSION}. Update the add-on and its worker together."
+        )
+    kind = data.get("kind")
+    if kind not in JOB_KINDS:
+        raise JobError(f"The job kind must be one of {', '.join(JOB_KINDS)}, not {kind!r}.")
+    frames = data.get("frames")
+    if not isinstance(frames, list) or not all(isinstance(f, str) and f for f in frames):
+        raise JobError("The job's 'frames' must be a list of file paths.")
+    if not frames:
+        raise JobError("The job lists no frames.")
+    checkpoint = data.get("checkpoint")
+    if not isinstance(checkpoint, str) or not checkpoint:
+        raise JobError("The job's 'checkpoint' must be a file path.")
+    for key in ("train", "extend"):
+        if not isinstance(data.get(key, {}), dict):
+            raise JobError(f"The job's '{key}' settings must be a JSON object.")
+    for key in ("preview_dir", "cancel_file"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            raise JobError(f"The job's '{key}' must be a path or null.")
+    unknown = set(data) - {f for f in Job.__dataclass_fields__}
+    if unknown:
+        raise JobError(f"The job has unknown keys: {', '.join(sorted(unknown))}.")
+    return Job(
+        kind=kind,
+        frames=list(frames),
+        checkpoint=checkpoint,
+        resume=bool(data.get("resume", False)),
+        train=dict(data.get("train", {})),
+        extend=dict(data.get("extend", {})),
+        preview_dir=data.get("preview_dir"),
+        cancel_file=data.get("cancel_file"),
+    )
+
+
+def read_job(path: str) -> Job:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise JobError(f"The job file {path} does not exist.") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise JobError(f"The job file {path} cannot be read: {exc}.") from None
+    return parse_job(data)
+
+
+def write_job(job: Job, path: str) -> None:
+    """Write a job file atomically."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(job.to_json())
+    os.replace(tmp, path)
+
+
+def emit(event: str, stream: IO[str] | None = None, **fields: Any) -> None:
+    """Print one event as one JSON line and flush, so the reader sees it at once."""
+    assert event in EVENTS, event
+    stream = stream or sys.stdout
+    stream.write(json.dumps(_finite({"event": event, **fields}), default=str) + "\n")
+    stream.flush()
+
+
+def _finite(obj: Any) -> Any:
+    """JSON has no NaN/inf: send them as null so any JSON reader can parse every line."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def parse_event(line: str) -> dict[str, Any] | None:
+    """Parse one line of worker output; None for lines that are not events (stray prints)."""
+    line = line.strip()
+    if not line.startswith("{"):
+        return None
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(obj, dict) or obj.get("event") not in EVENTS:
+        return None
+    return obj

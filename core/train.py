@@ -1,0 +1,464 @@
+"""The training loop: update D, update S, update G against D, update G against S.
+
+Each step, in this fixed order (the paper's section 3: G is updated *separately* twice):
+  1. D  with eq. (1): real frames I_t+1 vs G's predictions
+  2. S  with eq. (2): real difference maps I_t+1 - I_t vs G(I_t) - I_t
+  3. G  against D (non-saturating BCE, plus the preset's L1 reconstruction term)
+  4. G  against S (likewise), on a fresh forward pass since step 3 changed G
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .augment import diff_augment
+from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from .data import Clip, tensor_to_image, to_float
+from .device import Runtime, pick_device
+from .models import ModelConfig, build_models
+
+
+@dataclass
+class TrainConfig:
+    steps: int = field(default=1000, metadata={"help": "training steps (one batch each)"})
+    batch_size: int = field(
+        default=8,
+        metadata={
+            "help": "frame pairs per step. The paper is silent; 8 fits the paper preset at "
+            "144x256 on an 8 GB GPU and keeps steps quick on a laptop CPU"
+        },
+    )
+    lr_g: float = field(
+        default=2e-4,
+        metadata={"help": "generator Adam learning rate (DCGAN's 2e-4; the paper is silent)"},
+    )
+    lr_d: float = field(
+        default=2e-4, metadata={"help": "learning rate of both discriminators (DCGAN's 2e-4)"}
+    )
+    beta1: float = field(
+        default=0.5, metadata={"help": "Adam beta1; DCGAN's 0.5 damps GAN oscillation"}
+    )
+    beta2: float = field(default=0.999, metadata={"help": "Adam beta2"})
+    l1_weight: float | None = field(
+        default=None,
+        metadata={
+            "help": "weight of an L1 term |G(I_t) - I_t+1| added to both generator updates "
+            "(default preset 10, paper preset 0: the paper is purely adversarial)"
+        },
+    )
+    unroll: int | None = field(
+        default=None,
+        metadata={
+            "help": "frames G predicts from its own output during training, against rollout "
+            "drift (default preset 2, paper preset 1)"
+        },
+    )
+    ema: float | None = field(
+        default=None,
+        metadata={
+            "help": "decay of an exponential moving average of G used for generation "
+            "(default preset 0.995, paper preset 0 = off)"
+        },
+    )
+    diffaug: str | None = field(
+        default=None,
+        metadata={
+            "help": "DiffAugment policy applied to real and fake alike before D and S, e.g. "
+            "'translation,color' (default preset), '' for none (paper preset)"
+        },
+    )
+    seed: int = field(default=0, metadata={"help": "random seed (runs are repeatable on CPU)"})
+    device: str = field(
+        default="auto", metadata={"help": "auto (cuda > mps > cpu), cuda, mps, cpu"}
+    )
+    precision: str = field(
+        default="auto", metadata={"help": "auto (bf16 autocast on CUDA, fp32 elsewhere), fp32"}
+    )
+    compile: bool = field(
+        default=False, metadata={"help": "torch.compile the networks (CUDA; pays on long runs)"}
+    )
+    checkpoint_every: int = field(
+        default=250, metadata={"help": "save a checkpoint every N steps (and at the end)"}
+    )
+    preview_every: int = field(
+        default=100, metadata={"help": "write a preview rollout every N steps (0 = never)"}
+    )
+    log_every: int = field(
+        default=1, metadata={"help": "report progress every N steps (each report syncs the GPU)"}
+    )
+
+    def resolved(self, preset: str) -> TrainConfig:
+        """Fill the preset-dependent fields left as None."""
+        paper = preset == "paper"
+        defaults = {
+            "l1_weight": 0.0 if paper else 10.0,
+            "unroll": 1 if paper else 2,
+            "ema": 0.0 if paper else 0.995,
+            "diffaug": "" if paper else "translation,color",
+        }
+        out = copy.copy(self)
+        for k, v in defaults.items():
+            if getattr(out, k) is None:
+                setattr(out, k, v)
+        if out.steps < 0 or out.batch_size < 1 or out.unroll < 1:
+            raise ValueError("steps must be >= 0, batch_size >= 1 and unroll >= 1.")
+        return out
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+# --- losses: small pure functions -----------------------------------------------------------
+
+
+def d_loss_fn(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """-log D(real) - log(1 - D(fake)), i.e. BCE with logits against 1 and 0 (eqs. 1 and 2)."""
+    return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+
+
+def g_loss_fn(fake_logits: torch.Tensor) -> torch.Tensor:
+    """Non-saturating generator loss -log D(G(I_t)) (Goodfellow et al.'s practical variant)."""
+    return F.softplus(-fake_logits).mean()
+
+
+@dataclass
+class StepStats:
+    step: int
+    losses: dict[str, float]
+    outputs: dict[str, float]  # mean sigmoid outputs: d_real, d_fake, s_real, s_fake
+    phases: list[str]
+
+
+Callback = Callable[[dict], None]
+
+
+class Trainer:
+    """Holds G, D, S, their optimizers and the clip; ``step()`` runs one training step."""
+
+    def __init__(
+        self,
+        clip: Clip,
+        model_cfg: ModelConfig,
+        train_cfg: TrainConfig,
+        runtime: Runtime | None = None,
+        resume: Checkpoint | None = None,
+    ):
+        self.mcfg = model_cfg
+        self.tcfg = train_cfg.resolved(model_cfg.preset)
+        self.rt = runtime or pick_device(self.tcfg.device, self.tcfg.precision)
+        dev = self.rt.device
+        self.context = model_cfg.context
+        if len(clip) < self.context + 1:
+            raise ValueError(
+                f"The {model_cfg.preset} preset needs at least {self.context + 1} frames; "
+                f"the clip has {len(clip)}."
+            )
+        self.unroll = min(self.tcfg.unroll, len(clip) - self.context)
+        self.window = self.context + self.unroll
+        self.frames = clip.frames.to(dev)  # (N, C, H, W) uint8, resident on the device
+        self.n_windows = len(clip) - self.window + 1
+        self.source = {
+            "width": clip.letterbox.src_w,
+            "height": clip.letterbox.src_h,
+            "channels": clip.channels,
+        }
+        torch.manual_seed(self.tcfg.seed)
+        g, d, s = build_models(model_cfg)
+        self.memory_format = torch.channels_last if dev.type == "cuda" else torch.contiguous_format
+        self.g, self.d, self.s = (m.to(dev, memory_format=self.memory_format) for m in (g, d, s))
+        self.g_ema = copy.deepcopy(self.g).eval().requires_grad_(False) if self.tcfg.ema else None
+        fused = {"fused": True} if dev.type == "cuda" else {}
+        betas = (self.tcfg.beta1, self.tcfg.beta2)
+        self.opt_g = torch.optim.Adam(self.g.parameters(), self.tcfg.lr_g, betas=betas, **fused)
+        self.opt_d = torch.optim.Adam(self.d.parameters(), self.tcfg.lr_d, betas=betas, **fused)
+        self.opt_s = torch.optim.Adam(self.s.parameters(), self.tcfg.lr_d, betas=betas, **fused)
+        self.step_num = 0
+        if resume is not None:
+            self._load(resume)
+        self._g, self._d, self._s = self.g, self.d, self.s
+        if self.tcfg.compile:
+            self._g, self._d, self._s = (torch.compile(m) for m in (self.g, self.d, self.s))
+        self.on_phase: Callable[[str], None] | None = None
+
+    # --- state ------------------------------------------------------------------------------
+
+    def _load(self, ck: Checkpoint) -> None:
+        if ModelConfig.from_dict(ck.model_config) != self.mcfg:
+            raise ValueError(
+                "The checkpoint was trained with other model settings "
+                f"({ck.model_config['preset']}, {ck.model_config['width']}x"
+                f"{ck.model_config['height']}, {ck.model_config['channels']} channels); "
+                "resume with the same preset, resolution and channels."
+            )
+        for name in ("g", "d", "s"):
+            getattr(self, name).load_state_dict(ck.weights[name])
+        for name in ("opt_g", "opt_d", "opt_s"):
+            getattr(self, name).load_state_dict(ck.optim[name])
+        if self.g_ema is not None:
+            self.g_ema.load_state_dict(ck.weights.get("g_ema", ck.weights["g"]))
+        self.step_num = ck.step
+
+    def checkpoint(self) -> Checkpoint:
+        weights = {"g": self.g.state_dict(), "d": self.d.state_dict(), "s": self.s.state_dict()}
+        if self.g_ema is not None:
+            weights["g_ema"] = self.g_ema.state_dict()
+        optim = {n: getattr(self, n).state_dict() for n in ("opt_g", "opt_d", "opt_s")}
+        return Checkpoint(
+            model_config=self.mcfg.to_dict(),
+            train_config=self.tcfg.to_dict(),
+            step=self.step_num,
+            weights=weights,
+            optim=optim,
+            source=self.source,
+        )
+
+    def save(self, path: str) -> None:
+        save_checkpoint(path, self.checkpoint())
+
+    @property
+    def inference_generator(self) -> nn.Module:
+        return self.g_ema if self.g_ema is not None else self.g
+
+    # --- one step ---------------------------------------------------------------------------
+
+    def _batch(self, gen: torch.Generator) -> torch.Tensor:
+        idx = torch.randint(self.n_windows, (self.tcfg.batch_size,), generator=gen)
+        idx = idx.to(self.frames.device)[:, None] + torch.arange(self.window, device=idx.device)
+        seq = to_float(self.frames[idx])  # (B, K+U, C, H, W) in [-1, 1]
+        return seq.contiguous(memory_format=torch.contiguous_format)
+
+    def _rollout(self, g: nn.Module, seq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """G's predictions for the U frames after the context, each from the previous
+        predictions (unrolled). Returns (fake, prev): (B*U, C, H, W) each."""
+        ctx = seq[:, : self.context]
+        fakes, prevs = [], []
+        for _ in range(self.unroll):
+            pred = g(ctx)
+            fakes.append(pred)
+            prevs.append(ctx[:, -1])
+            ctx = torch.cat([ctx[:, 1:], pred[:, None]], 1)
+        return torch.cat(fakes), torch.cat(prevs)
+
+    def _real(self, seq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(real next frames, real previous frames), each (B*U, C, H, W), in _rollout's order."""
+        nxt = torch.cat([seq[:, self.context + u] for u in range(self.unroll)])
+        prv = torch.cat([seq[:, self.context + u - 1] for u in range(self.unroll)])
+        return nxt, prv
+
+    def _aug(self, *xs: torch.Tensor, gen: torch.Generator) -> list[torch.Tensor]:
+        """The same random DiffAugment transform for tensors that belong together."""
+        if not self.tcfg.diffaug:
+            return list(xs)
+        return diff_augment(list(xs), self.tcfg.diffaug, gen)
+
+    def _phase(self, name: str, phases: list[str]) -> None:
+        phases.append(name)
+        if self.on_phase:
+            self.on_phase(name)
+
+    def step(self) -> dict[str, torch.Tensor]:
+        """One training step; returns its losses and outputs as 0-d tensors (no host sync)."""
+        cfg = self.tcfg
+        step_seed = cfg.seed * 1_000_003 + self.step_num  # exact resume: no RNG state to save
+        torch.manual_seed(step_seed)
+        gen = torch.Generator().manual_seed(step_seed)
+        agen = torch.Generator(self.frames.device).manual_seed(step_seed)
+        seq = self._batch(gen)
+        real, prev = self._real(seq)
+        phases: list[str] = []
+        out: dict[str, torch.Tensor] = {}
+        for m in (self.g, self.d, self.s):
+            m.train()
+
+        with torch.no_grad(), self.rt.autocast():
+            fake, fprev = self._rollout(self._g, seq)
+        fake = fake.float()
+
+        # ---- update D: real frames vs predicted frames (eq. 1) ----
+        self._phase("D", phases)
+        with self.rt.autocast():
+            r, f = self._aug(real, gen=agen) + self._aug(fake, gen=agen)
+            d_real, d_fake = self._d(r), self._d(f)
+            loss_d = d_loss_fn(d_real, d_fake)
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.opt_d.step()
+
+        # ---- update S: real difference maps vs predicted ones (eq. 2) ----
+        self._phase("S", phases)
+        with self.rt.autocast():
+            rn, rp = self._aug(real, prev, gen=agen)
+            fn, fp = self._aug(fake, fprev, gen=agen)
+            s_real, s_fake = self._s(rn - rp, rp), self._s(fn - fp, fp)
+            loss_s = d_loss_fn(s_real, s_fake)
+        self.opt_s.zero_grad(set_to_none=True)
+        loss_s.backward()
+        self.opt_s.step()
+
+        # ---- update G against D ----
+        self._phase("G_D", phases)
+        self.d.requires_grad_(False)
+        with self.rt.autocast():
+            fake, _ = self._rollout(self._g, seq)
+            (f,) = self._aug(fake, gen=agen)
+            loss_gd = g_loss_fn(self._d(f))
+            l1 = F.l1_loss(fake.float(), real)
+            total = loss_gd + cfg.l1_weight * l1 if cfg.l1_weight else loss_gd
+        self.opt_g.zero_grad(set_to_none=True)
+        total.backward()
+        self.opt_g.step()
+        self.d.requires_grad_(True)
+
+        # ---- update G against S ----
+        self._phase("G_S", phases)
+        self.s.requires_grad_(False)
+        with self.rt.autocast():
+            fake, fprev = self._rollout(self._g, seq)
+            fn, fp = self._aug(fake, fprev, gen=agen)
+            loss_gs = g_loss_fn(self._s(fn - fp, fp))
+            l1_s = F.l1_loss(fake.float(), real)
+            total = loss_gs + cfg.l1_weight * l1_s if cfg.l1_weight else loss_gs
+        self.opt_g.zero_grad(set_to_none=True)
+        total.backward()
+        self.opt_g.step()
+        self.s.requires_grad_(True)
+
+        if self.g_ema is not None:
+            with torch.no_grad():
+                for pe, p in zip(self.g_ema.parameters(), self.g.parameters()):
+                    pe.lerp_(p, 1.0 - cfg.ema)
+                for be, b in zip(self.g_ema.buffers(), self.g.buffers()):
+                    be.copy_(b)
+
+        self.step_num += 1
+        self.last_phases = phases
+        with torch.no_grad():
+            out = {
+                "loss_d": loss_d.detach(),
+                "loss_s": loss_s.detach(),
+                "loss_g_d": loss_gd.detach(),
+                "loss_g_s": loss_gs.detach(),
+                "l1": l1_s.detach(),
+                "d_real": torch.sigmoid(d_real.detach().float()).mean(),
+                "d_fake": torch.sigmoid(d_fake.detach().float()).mean(),
+                "s_real": torch.sigmoid(s_real.detach().float()).mean(),
+                "s_fake": torch.sigmoid(s_fake.detach().float()).mean(),
+            }
+        return out
+
+    # --- previews ---------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def preview(self, n: int = 8) -> torch.Tensor:
+        """A fixed-seed rollout from the clip's last frames: (n, C, H, W) in [-1, 1]."""
+        from .generate import rollout
+
+        ctx = to_float(self.frames[-self.context :])
+        return rollout(self.inference_generator, ctx, n, self.rt)
+
+
+def fit(
+    trainer: Trainer,
+    checkpoint_path: str | None = None,
+    callback: Callback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    preview_dir: str | None = None,
+) -> dict:
+    """Train until ``tcfg.steps``; checks ``should_stop`` before every step and, when it says
+    stop, saves the last completed step. Returns {"step", "cancelled", "checkpoint"}."""
+    cfg = trainer.tcfg
+    cb = callback or (lambda ev: None)
+    t0 = time.perf_counter()
+    first = trainer.step_num
+    cancelled = False
+    last_saved = -1
+    while trainer.step_num < cfg.steps:
+        if should_stop and should_stop():
+            cancelled = True
+            break
+        out = trainer.step()
+        step = trainer.step_num
+        if step % max(1, cfg.log_every) == 0 or step == cfg.steps:
+            vals = {k: float(v) for k, v in out.items()}
+            if not all(math.isfinite(v) for v in vals.values()):
+                raise FloatingPointError(
+                    f"Training diverged at step {step} (a loss is not finite); lower the "
+                    "learning rates or use the default preset."
+                )
+            elapsed = time.perf_counter() - t0
+            rate = (step - first) / elapsed if elapsed > 0 else 0.0
+            cb(
+                {
+                    "event": "progress",
+                    "step": step,
+                    "total": cfg.steps,
+                    "losses": {
+                        k: vals[k] for k in ("loss_d", "loss_s", "loss_g_d", "loss_g_s", "l1")
+                    },
+                    "outputs": {k: vals[k] for k in ("d_real", "d_fake", "s_real", "s_fake")},
+                    "phases": list(trainer.last_phases),
+                    "elapsed_s": elapsed,
+                    "steps_per_s": rate,
+                    "eta_s": (cfg.steps - step) / rate if rate > 0 else None,
+                }
+            )
+        if preview_dir and cfg.preview_every and step % cfg.preview_every == 0:
+            path = write_preview(trainer, preview_dir, step)
+            cb({"event": "sample", "step": step, "path": path})
+        if checkpoint_path and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+            trainer.save(checkpoint_path)
+            last_saved = step
+            cb({"event": "checkpoint", "step": step, "path": checkpoint_path})
+    if checkpoint_path and last_saved != trainer.step_num:
+        trainer.save(checkpoint_path)
+        cb({"event": "checkpoint", "step": trainer.step_num, "path": checkpoint_path})
+    return {"step": trainer.step_num, "cancelled": cancelled, "checkpoint": checkpoint_path}
+
+
+def write_preview(trainer: Trainer, folder: str, step: int) -> str:
+    """The preview rollout as one horizontal strip PNG, written atomically."""
+    import io
+    import os
+
+    from PIL import Image
+
+    from .checkpoint import atomic_write_bytes
+
+    frames = trainer.preview()
+    imgs = [tensor_to_image(f) for f in frames]
+    w, h = imgs[0].size
+    sheet = Image.new(imgs[0].mode, (w * len(imgs), h))
+    for i, im in enumerate(imgs):
+        sheet.paste(im, (i * w, 0))
+    buf = io.BytesIO()
+    sheet.save(buf, "PNG")
+    path = os.path.join(folder, f"preview_{step:06d}.png")
+    atomic_write_bytes(path, buf.getvalue())
+    for old in os.listdir(folder):  # keep only the newest preview
+        if old.startswith("preview_") and old.endswith(".png") and old != os.path.basename(path):
+            try:
+                os.unlink(os.path.join(folder, old))
+            except OSError:
+                pass
+    return path
+
+
+def resume_trainer(clip: Clip, path: str, train_overrides: dict | None = None, runtime=None):
+    """A Trainer continuing the checkpoint at ``path`` (same model, its train config updated
+    with ``train_overrides``, e.g. more steps)."""
+    ck = load_checkpoint(path)
+    tcfg = TrainConfig.from_dict({**ck.train_config, **(train_overrides or {})})
+    return Trainer(clip, ModelConfig.from_dict(ck.model_config), tcfg, runtime, resume=ck)
