@@ -139,14 +139,6 @@ class Clip:
         return self.frames.shape[0]
 
 
-def detect_channels(images: list[Image.Image]) -> int:
-    """4 when any frame has alpha that is not fully opaque, else 3."""
-    for img in images:
-        if img.mode == "RGBA" and img.getchannel("A").getextrema()[0] < 255:
-            return 4
-    return 3
-
-
 def load_clip(
     paths: list[str],
     width: int,
@@ -154,20 +146,32 @@ def load_clip(
     channels: int | None = None,
     min_frames: int = 1,
 ) -> Clip:
-    """Read frames in order, letterbox them to (width, height); (N, C, H, W) uint8 on the CPU."""
+    """Read frames in order and letterbox them to (width, height): (N, C, H, W) uint8 on the CPU.
+
+    Frames are streamed: each is read, scaled and dropped, so a strip of 4K frames costs only
+    its size at the training resolution. ``channels`` None: 4 if any frame has transparency.
+    """
     if len(paths) < min_frames:
         raise FrameError(f"Training needs at least {min_frames} frames; got {len(paths)}.")
-    images = [read_frame(p) for p in paths]
-    sizes = {img.size for img in images}
-    if len(sizes) > 1:
-        listed = ", ".join(f"{w}x{h}" for w, h in sorted(sizes)[:4])
-        raise FrameError(f"The frames have different sizes ({listed}); use frames of one size.")
-    src_w, src_h = images[0].size
-    channels = channels or detect_channels(images)
-    box = Letterbox(src_w, src_h, width, height)
-    mode = "RGBA" if channels == 4 else "RGB"
-    arr = np.stack([np.asarray(box.apply(img.convert(mode))) for img in images])  # (N,H,W,C)
-    frames = torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
+    out = np.empty((len(paths), height, width, 4), np.uint8)
+    size = None
+    box = None
+    translucent = False
+    for i, path in enumerate(paths):
+        img = read_frame(path)
+        if size is None:
+            size = img.size
+            box = Letterbox(size[0], size[1], width, height)
+        elif img.size != size:
+            raise FrameError(
+                f"The frames have different sizes ({size[0]}x{size[1]} and {img.size[0]}x"
+                f"{img.size[1]} at {os.path.basename(path)}); use frames of one size."
+            )
+        if img.mode == "RGBA":
+            translucent = translucent or img.getchannel("A").getextrema()[0] < 255
+        out[i] = np.asarray(box.apply(img.convert("RGBA")))
+    channels = channels or (4 if translucent else 3)
+    frames = torch.from_numpy(out[..., :channels]).permute(0, 3, 1, 2).contiguous()
     return Clip(frames=frames, paths=list(paths), letterbox=box)
 
 

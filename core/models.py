@@ -8,6 +8,7 @@ spectrally normalised patch discriminators.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass, field, fields
 
 import torch
@@ -337,16 +338,13 @@ def layer_table(module: nn.Module, example: torch.Tensor, *args) -> list[tuple[s
             rows.append(("Flatten", (mod.in_features,), 0))
         rows.append((names.get(type(mod), type(mod).__name__), shape, count_keras_style(mod)))
 
-    for m in module.modules():
+    # Shapes only: run on the meta device, which computes no numbers.
+    meta = copy.deepcopy(module).to("meta").eval()
+    for m in meta.modules():
         if type(m) in names:
             hooks.append(m.register_forward_hook(hook))
-    was_training = module.training
-    module.eval()
     with torch.no_grad():
-        module(example, *args)
-    module.train(was_training)
-    for h in hooks:
-        h.remove()
+        meta(example.to("meta"), *(a.to("meta") for a in args))
     return rows
 
 

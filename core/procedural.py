@@ -86,9 +86,149 @@ def make_pendulum(n=64, w=64, h=48, seed=0, period=24.0) -> np.ndarray:
     return (np.clip(np.stack(frames), 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
+# --- the quality benchmark's clips (bench/quality.py); smooth, anti-aliased edges throughout ---
+
+
+def _to_u8(frames) -> np.ndarray:
+    return (np.clip(np.stack(frames), 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def _soft(d: np.ndarray) -> np.ndarray:
+    """Coverage from a signed distance in pixels (negative inside): a one-pixel soft edge."""
+    return np.clip(0.5 - d, 0.0, 1.0)
+
+
+def _segment_dist(xs, ys, ax, ay, bx, by):
+    vx, vy = bx - ax, by - ay
+    t = np.clip(((xs - ax) * vx + (ys - ay) * vy) / max(vx * vx + vy * vy, 1e-6), 0, 1)
+    return np.hypot(xs - (ax + t * vx), ys - (ay + t * vy))
+
+
+def make_rotating_polygon(n=80, w=64, h=48, seed=0, sides=5, period=40.0) -> np.ndarray:
+    """A regular polygon spinning at constant speed, its fill shaded along a rotating axis."""
+    xs, ys = _grid(w, h)
+    cx, cy, r = w / 2, h / 2, 0.38 * min(w, h)
+    apothem = r * math.cos(math.pi / sides)
+    bg = np.stack([0.9 - 0.2 * ys / h, 0.88 - 0.1 * ys / h, 0.8 + 0 * ys], -1)
+    frames = []
+    for t in range(n):
+        a0 = 2 * math.pi * (t + seed) / period
+        d = np.full(xs.shape, -1e9, np.float32)
+        for i in range(sides):
+            a = a0 + (i + 0.5) * 2 * math.pi / sides
+            d = np.maximum(d, (xs - cx) * math.cos(a) + (ys - cy) * math.sin(a) - apothem)
+        cover = _soft(d)[..., None]
+        u = ((xs - cx) * math.cos(a0) + (ys - cy) * math.sin(a0)) / r  # rotating shade axis
+        fill = np.stack([0.55 + 0.35 * u, 0.25 + 0.15 * u, 0.6 - 0.3 * u], -1)
+        frames.append(bg * (1 - cover) + fill * cover)
+    return _to_u8(frames)
+
+
+def make_walk_cycle(n=80, w=64, h=48, seed=0, period=12) -> np.ndarray:
+    """A stick figure walking in place: swinging legs and arms, a bobbing body (periodic)."""
+    xs, ys = _grid(w, h)
+    s = h / 48.0
+    bg = np.stack([0.75 + 0.1 * ys / h, 0.85 + 0 * ys, 0.95 - 0.1 * ys / h], -1)
+    bg[ys > h * 0.88] = (0.35, 0.55, 0.3)
+    frames = []
+    for t in range(n):
+        ph = 2 * math.pi * (t + seed) / period
+        bob = 1.2 * s * abs(math.sin(ph))
+        hx, hy = w / 2, h * 0.56 - bob  # hip
+        sx, sy = w / 2, h * 0.3 - bob  # shoulder
+        dist = _segment_dist(xs, ys, hx, hy, sx, sy) - 2.2 * s
+        for sign in (1, -1):
+            a = 0.55 * math.sin(ph) * sign
+            kx, ky = hx + 9 * s * math.sin(a), hy + 9 * s * math.cos(a)
+            b = a - 0.35 * (1 + math.sin(ph + sign * math.pi / 2))
+            fx, fy = kx + 9 * s * math.sin(b), ky + 9 * s * math.cos(b)
+            dist = np.minimum(dist, _segment_dist(xs, ys, hx, hy, kx, ky) - 1.6 * s)
+            dist = np.minimum(dist, _segment_dist(xs, ys, kx, ky, fx, fy) - 1.6 * s)
+            e = -0.6 * math.sin(ph) * sign
+            ax, ay = sx + 10 * s * math.sin(e), sy + 10 * s * math.cos(e)
+            dist = np.minimum(dist, _segment_dist(xs, ys, sx, sy, ax, ay) - 1.3 * s)
+        body = _soft(dist)[..., None]
+        head = _soft(np.hypot(xs - sx, ys - (sy - 5.5 * s)) - 4.0 * s)[..., None]
+        img = bg * (1 - body) + np.array([0.2, 0.25, 0.55]) * body
+        frames.append(img * (1 - head) + np.array([0.95, 0.75, 0.6]) * head)
+    return _to_u8(frames)
+
+
+def make_pulsing_blob(n=80, w=64, h=48, seed=0, period=20.0) -> np.ndarray:
+    """A wobbling, breathing blob whose colour pulses: shape and colour change, nothing moves."""
+    xs, ys = _grid(w, h)
+    cx, cy = w / 2, h / 2
+    ang = np.arctan2(ys - cy, xs - cx)
+    rad = np.hypot(xs - cx, ys - cy)
+    base = 0.3 * min(w, h)
+    frames = []
+    for t in range(n):
+        ph = 2 * math.pi * (t + seed) / period
+        r = base * (1 + 0.15 * math.sin(ph) + 0.12 * np.sin(3 * ang + ph) + 0.06 * np.cos(5 * ang))
+        cover = _soft(rad - r)[..., None]
+        glow = np.clip(1 - rad / (r + 1e-3), 0, 1)[..., None]
+        col = np.array([0.55 + 0.35 * math.sin(ph), 0.35, 0.55 - 0.3 * math.sin(ph)])
+        fill = col * (0.5 + 0.5 * glow)
+        frames.append(np.full((h, w, 3), 0.12, np.float32) * (1 - cover) + fill * cover)
+    return _to_u8(frames)
+
+
+def make_scrolling_background(n=80, w=64, h=48, seed=0) -> np.ndarray:
+    """A smooth texture scrolling left at constant speed while a soft ball drifts right: the
+    constant-velocity clip (linear extrapolation is nearly exact on it)."""
+    xs, ys = _grid(w, h)
+    rng = np.random.default_rng(seed)
+    phases = rng.uniform(0, 2 * math.pi, 3)
+    v_bg, v_ball = 0.05 * w / 4, 0.6 * w / 80  # pixels per frame
+    r = 0.18 * min(w, h)
+    frames = []
+    for t in range(n):
+        u = 2 * math.pi * (xs + v_bg * t) / w
+        tex = (
+            0.5
+            + 0.18 * np.sin(2 * u + phases[0])
+            + 0.12 * np.sin(3 * u + 2 * math.pi * ys / h + phases[1])
+        )
+        img = np.stack([tex * 0.6 + 0.2, tex * 0.7 + 0.15, tex * 0.4 + 0.4], -1)
+        bx = w * 0.15 + v_ball * t
+        cover = np.clip(1.5 * (1 - np.hypot(xs - bx, ys - h * 0.55) / r), 0, 1)[..., None]
+        frames.append(img * (1 - cover) + np.array([0.95, 0.8, 0.2]) * cover)
+    return _to_u8(frames)
+
+
+def make_rgba_sprite(n=80, w=64, h=48, seed=0, period=32.0) -> np.ndarray:
+    """A shaded sprite circling on a transparent background: (N, H, W, 4) RGBA."""
+    xs, ys = _grid(w, h)
+    r = 0.16 * min(w, h) + 1
+    frames = []
+    for t in range(n):
+        a = 2 * math.pi * (t + seed) / period
+        cx, cy = w / 2 + 0.28 * w * math.cos(a), h / 2 + 0.25 * h * math.sin(a)
+        rgb, cover = _shaded_disc(xs, ys, cx, cy, r, (0.3, 0.8, 0.4))
+        frames.append(np.concatenate([rgb * (cover > 0), cover], -1))
+    return _to_u8(frames)
+
+
+def make_static(n=80, w=64, h=48, seed=0) -> np.ndarray:
+    """One still picture repeated: the sanity clip (nothing should move)."""
+    xs, ys = _grid(w, h)
+    img = np.stack([0.3 + 0.4 * xs / w, 0.5 + 0 * xs, 0.7 - 0.4 * ys / h], -1)
+    rgb, cover = _shaded_disc(xs, ys, w * 0.35, h * 0.5, 0.22 * min(w, h), (0.9, 0.6, 0.2))
+    img = img * (1 - cover) + rgb * cover
+    sq = _soft(np.maximum(np.abs(xs - w * 0.72), np.abs(ys - h * 0.4)) - 0.12 * min(w, h))
+    img = img * (1 - sq[..., None]) + np.array([0.15, 0.2, 0.5]) * sq[..., None]
+    return _to_u8([img] * n)
+
+
 CLIPS = {
     "bouncing_ball": make_bouncing_ball,
     "pendulum": make_pendulum,
+    "rotating_polygon": make_rotating_polygon,
+    "walk_cycle": make_walk_cycle,
+    "pulsing_blob": make_pulsing_blob,
+    "scrolling_background": make_scrolling_background,
+    "rgba_sprite": make_rgba_sprite,
+    "static": make_static,
 }
 
 

@@ -68,6 +68,13 @@ class TrainConfig:
             "(default preset 0.995, paper preset 0 = off)"
         },
     )
+    adv_weight: float = field(
+        default=1.0,
+        metadata={
+            "help": "weight of the two adversarial terms in G's updates when an L1 term is on "
+            "(0 = an L1-only ablation; the benchmark measures what the GAN adds)"
+        },
+    )
     diffaug: str | None = field(
         default=None,
         metadata={
@@ -316,7 +323,7 @@ class Trainer:
             (f,) = self._aug(fake, gen=agen)
             loss_gd = g_loss_fn(self._d(f))
             l1 = F.l1_loss(fake.float(), real)
-            total = loss_gd + cfg.l1_weight * l1 if cfg.l1_weight else loss_gd
+            total = cfg.adv_weight * loss_gd + cfg.l1_weight * l1 if cfg.l1_weight else loss_gd
         self.opt_g.zero_grad(set_to_none=True)
         total.backward()
         self.opt_g.step()
@@ -330,7 +337,7 @@ class Trainer:
             fn, fp = self._aug(fake, fprev, gen=agen)
             loss_gs = g_loss_fn(self._s(fn - fp, fp))
             l1_s = F.l1_loss(fake.float(), real)
-            total = loss_gs + cfg.l1_weight * l1_s if cfg.l1_weight else loss_gs
+            total = cfg.adv_weight * loss_gs + cfg.l1_weight * l1_s if cfg.l1_weight else loss_gs
         self.opt_g.zero_grad(set_to_none=True)
         total.backward()
         self.opt_g.step()
@@ -339,7 +346,10 @@ class Trainer:
         if self.g_ema is not None:
             with torch.no_grad():
                 for pe, p in zip(self.g_ema.parameters(), self.g.parameters()):
-                    pe.lerp_(p, 1.0 - cfg.ema)
+                    # warm-up: average over the steps so far while they are fewer than
+                    # 1 / (1 - ema), so a short run's EMA is not mostly the initial weights
+                    decay = min(cfg.ema, (1.0 + self.step_num) / (10.0 + self.step_num))
+                    pe.lerp_(p, 1.0 - decay)
                 for be, b in zip(self.g_ema.buffers(), self.g.buffers()):
                     be.copy_(b)
 

@@ -1,0 +1,193 @@
+import json
+import os
+import subprocess
+import sys
+
+from PIL import Image
+
+from .conftest import ROOT, run_cli
+
+TINY_ARGS = [
+    "--width",
+    32,
+    "--height",
+    32,
+    "--width-mult",
+    0.125,
+    "--batch-size",
+    2,
+    "--device",
+    "cpu",
+    "--preview-every",
+    0,
+]
+
+
+def test_train_then_extend_writes_frames(clip_dir, tmp_path):
+    ckpt = tmp_path / "m.safetensors"
+    r = run_cli("train", "--frames", clip_dir, "--out", ckpt, "--steps", 3, *TINY_ARGS)
+    assert r.returncode == 0, r.stderr
+    assert ckpt.exists()
+    out = tmp_path / "gen"
+    r = run_cli(
+        "extend",
+        "--checkpoint",
+        ckpt,
+        "--from",
+        clip_dir / "frame_0016.png",
+        "--count",
+        5,
+        "--out",
+        out,
+        "--device",
+        "cpu",
+    )
+    assert r.returncode == 0, r.stderr
+    files = sorted(os.listdir(out))
+    assert files == [f"frame_{i:04d}.png" for i in range(1, 6)]
+    assert Image.open(out / files[0]).size == (32, 32)
+
+
+def test_extend_train_size_and_source_size(clip_dir, tmp_path):
+    """Frames of another aspect come back at the source size, or at the training size."""
+    from core.procedural import make_clip, write_frames
+
+    src = tmp_path / "wide"
+    write_frames(make_clip("pendulum", 8, 48, 24), str(src))
+    ckpt = tmp_path / "m.safetensors"
+    assert (
+        run_cli("train", "--frames", src, "--out", ckpt, "--steps", 1, *TINY_ARGS).returncode == 0
+    )
+    for size, expect in (("source", (48, 24)), ("train", (32, 32))):
+        out = tmp_path / size
+        r = run_cli(
+            "extend",
+            "--checkpoint",
+            ckpt,
+            "--from",
+            src / "frame_0008.png",
+            "--count",
+            2,
+            "--out",
+            out,
+            "--size",
+            size,
+            "--device",
+            "cpu",
+        )
+        assert r.returncode == 0, r.stderr
+        assert Image.open(out / "frame_0001.png").size == expect
+
+
+def test_resume_continues_to_more_steps(clip_dir, tmp_path):
+    from core.checkpoint import read_metadata
+
+    ckpt = tmp_path / "m.safetensors"
+    assert (
+        run_cli("train", "--frames", clip_dir, "--out", ckpt, "--steps", 2, *TINY_ARGS).returncode
+        == 0
+    )
+    r = run_cli(
+        "train", "--frames", clip_dir, "--out", ckpt, "--steps", 3, "--resume", "--device", "cpu"
+    )
+    assert r.returncode == 0, r.stderr
+    assert read_metadata(str(ckpt))["step"] == 3
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path, clip_dir):
+    cases = [
+        ["train", "--frames", tmp_path / "missing", "--out", tmp_path / "m.safetensors"],
+        ["train", "--frames", clip_dir / "frame_000[12].png", "--out", tmp_path / "m.safetensors"],
+        [
+            "extend",
+            "--checkpoint",
+            tmp_path / "none.safetensors",
+            "--from",
+            clip_dir / "frame_0001.png",
+            "--out",
+            tmp_path / "o",
+        ],
+    ]
+    for args in cases:
+        r = run_cli(*args)
+        assert r.returncode == 2, (args, r.stderr)
+        assert r.stderr.startswith("error: ") and "Traceback" not in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+    assert "at least 3 frames" in run_cli(*cases[1]).stderr
+
+
+def test_help_for_every_option():
+    r = run_cli("train", "--help")
+    assert r.returncode == 0
+    for opt in (
+        "--frames",
+        "--steps",
+        "--preset",
+        "--width",
+        "--height",
+        "--device",
+        "--seed",
+        "--resume",
+        "--batch-size",
+        "--l1-weight",
+    ):
+        assert opt in r.stdout
+    assert "(default:" in r.stdout
+
+
+def test_worker_job_events(clip_dir, tmp_path):
+    ckpt = tmp_path / "m.safetensors"
+    job = {
+        "version": 1,
+        "kind": "train",
+        "frames": sorted(str(p) for p in clip_dir.iterdir()),
+        "checkpoint": str(ckpt),
+        "train": {
+            "preset": "default",
+            "steps": 2,
+            "width": 32,
+            "height": 32,
+            "width_mult": 0.125,
+            "batch_size": 2,
+            "device": "cpu",
+            "preview_every": 1,
+        },
+        "preview_dir": str(tmp_path / "prev"),
+    }
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    r = run_cli("worker", "--job", tmp_path / "job.json")
+    assert r.returncode == 0, r.stderr
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "started" and kinds[-1] == "done"
+    assert kinds.count("progress") == 2 and "sample" in kinds and "checkpoint" in kinds
+    assert os.path.exists([e for e in events if e["event"] == "sample"][-1]["path"])
+    job2 = {
+        "kind": "extend",
+        "frames": job["frames"][-2:],
+        "checkpoint": str(ckpt),
+        "extend": {"count": 3, "out_dir": str(tmp_path / "ext"), "device": "cpu"},
+    }
+    (tmp_path / "job2.json").write_text(json.dumps(job2))
+    r = run_cli("worker", "--job", tmp_path / "job2.json")
+    assert r.returncode == 0, r.stderr
+    done = json.loads(r.stdout.splitlines()[-1])
+    assert done["event"] == "done" and len(done["frames"]) == 3
+    bad = {"kind": "train", "frames": [], "checkpoint": "x"}
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    r = run_cli("worker", "--job", tmp_path / "bad.json")
+    assert r.returncode == 2
+    assert json.loads(r.stdout)["event"] == "error"
+
+
+def test_import_core_needs_no_bpy():
+    code = (
+        "import sys, importlib\n"
+        "sys.modules['bpy'] = None  # any 'import bpy' now raises ImportError\n"
+        "for m in ('core', 'core.models', 'core.data', 'core.train', 'core.generate',\n"
+        "          'core.checkpoint', 'core.protocol', 'core.cli', 'core.demo'):\n"
+        "    importlib.import_module(m)\n"
+        "print('ok')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr

@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.data import FrameError, Letterbox, list_frames, load_clip, read_frame
+
+
+def _rgb(w=40, h=20, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg", ".tif", ".bmp", ".webp", ".tga"])
+def test_formats(tmp_path, ext):
+    p = tmp_path / f"f{ext}"
+    Image.fromarray(_rgb()).save(p)
+    img = read_frame(str(p))
+    assert img.mode == "RGB" and img.size == (40, 20)
+
+
+def test_modes(tmp_path):
+    a16 = (np.arange(20 * 40, dtype=np.uint16).reshape(20, 40) * 80).astype(np.uint16)
+    Image.fromarray(a16).save(tmp_path / "g16.png")
+    Image.fromarray(_rgb()[..., 0]).save(tmp_path / "g8.png")
+    Image.fromarray(_rgb()).convert("P").save(tmp_path / "pal.png")
+    rgba = np.dstack([_rgb(), np.full((20, 40), 7, np.uint8)])
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    Image.fromarray(_rgb()).convert("CMYK").save(tmp_path / "cmyk.jpg")
+    assert read_frame(str(tmp_path / "g16.png")).mode == "RGB"
+    px = np.asarray(read_frame(str(tmp_path / "g16.png")))
+    assert px[-1, -1, 0] == round(int(a16[-1, -1]) / 65535 * 255)
+    assert read_frame(str(tmp_path / "g8.png")).mode == "RGB"
+    assert read_frame(str(tmp_path / "pal.png")).mode == "RGB"
+    assert read_frame(str(tmp_path / "a.png")).mode == "RGBA"
+    assert read_frame(str(tmp_path / "cmyk.jpg")).mode == "RGB"
+
+
+def test_rgba_clip_keeps_alpha_and_letterboxes(tmp_path):
+    paths = []
+    for i in range(3):
+        rgba = np.dstack([_rgb(seed=i), np.full((20, 40), 128, np.uint8)])
+        p = tmp_path / f"{i}.png"
+        Image.fromarray(rgba, "RGBA").save(p)
+        paths.append(str(p))
+    clip = load_clip(paths, 32, 32)
+    assert clip.frames.shape == (3, 4, 32, 32) and clip.frames.dtype.is_floating_point is False
+    assert clip.letterbox.inner == (0, 8, 32, 16)  # 2:1 picture centred, 8 px bars
+    assert int(clip.frames[0, 3, 0, 0]) == 0  # transparent bars
+    assert int(clip.frames[0, 3, 16, 16]) == 128
+
+
+def test_letterbox_undo_restores_source_size():
+    box = Letterbox(40, 20, 32, 32)
+    img = box.apply(Image.fromarray(_rgb()))
+    assert img.size == (32, 32) and box.undo(img).size == (40, 20)
+
+
+def test_bad_input_messages(tmp_path):
+    with pytest.raises(FrameError, match="does not exist"):
+        list_frames(str(tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FrameError, match="no image frames"):
+        list_frames(str(tmp_path / "empty"))
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    with pytest.raises(FrameError):
+        read_frame(str(bad))
+    good = tmp_path / "good.png"
+    Image.fromarray(_rgb(64, 64)).save(good)
+    trunc = tmp_path / "trunc.png"
+    trunc.write_bytes(good.read_bytes()[:200])
+    with pytest.raises(FrameError, match="damaged or truncated"):
+        read_frame(str(trunc))
+    with pytest.raises(FrameError, match="OpenEXR"):
+        read_frame(str(tmp_path / "x.exr"))
+    other = tmp_path / "other.png"
+    Image.fromarray(_rgb(30, 30)).save(other)
+    with pytest.raises(FrameError, match="different sizes"):
+        load_clip([str(good), str(other)], 32, 32)

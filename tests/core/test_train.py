@@ -1,0 +1,105 @@
+import copy
+
+import pytest
+import torch
+
+from core.checkpoint import load_checkpoint
+from core.data import list_frames, load_clip
+from core.models import ModelConfig
+from core.train import TrainConfig, Trainer, fit, resume_trainer
+
+from .conftest import TINY
+
+
+def _trainer(clip_dir, preset="paper", **tkw):
+    clip = load_clip(list_frames(str(clip_dir)), 32, 32)
+    mcfg = ModelConfig(preset=preset, width=32, height=32, channels=clip.channels, **TINY)
+    tcfg = TrainConfig(steps=4, batch_size=4, device="cpu", seed=3, **tkw)
+    return clip, mcfg, tcfg, Trainer(clip, mcfg, tcfg)
+
+
+@pytest.mark.parametrize("preset", ["paper", "default"])
+def test_one_step_updates_all_three_networks_in_order(clip_dir, preset):
+    _, _, _, tr = _trainer(clip_dir, preset)
+    before = {n: copy.deepcopy(getattr(tr, n).state_dict()) for n in ("g", "d", "s")}
+    seen = []
+    tr.on_phase = seen.append
+    out = tr.step()
+    assert seen == ["D", "S", "G_D", "G_S"]
+    for n in ("g", "d", "s"):
+        after = getattr(tr, n).state_dict()
+        changed = [
+            k
+            for k in after
+            if after[k].is_floating_point() and not torch.equal(after[k], before[n][k])
+        ]
+        assert changed, f"{n} did not change"
+    assert all(torch.isfinite(v) for v in out.values())
+    assert 0 <= float(out["d_real"]) <= 1
+
+
+def test_generator_updates_are_separate(clip_dir):
+    """G's optimizer steps twice per training step (against D, then against S)."""
+    _, _, _, tr = _trainer(clip_dir)
+    tr.step()
+    state = tr.opt_g.state_dict()["state"]
+    assert float(next(iter(state.values()))["step"]) == 2
+    assert float(next(iter(tr.opt_d.state_dict()["state"].values()))["step"]) == 1
+
+
+def test_callback_reports_progress_and_cancel_saves(clip_dir, tmp_path):
+    _, _, _, tr = _trainer(clip_dir)
+    events = []
+    ckpt = tmp_path / "m.safetensors"
+    result = fit(tr, str(ckpt), events.append, should_stop=lambda: tr.step_num >= 2)
+    assert result == {"step": 2, "cancelled": True, "checkpoint": str(ckpt)}
+    prog = [e for e in events if e["event"] == "progress"]
+    assert [e["step"] for e in prog] == [1, 2]
+    assert set(prog[0]["losses"]) == {"loss_d", "loss_s", "loss_g_d", "loss_g_s", "l1"}
+    assert set(prog[0]["outputs"]) == {"d_real", "d_fake", "s_real", "s_fake"}
+    assert prog[0]["phases"] == ["D", "S", "G_D", "G_S"]
+    assert load_checkpoint(str(ckpt)).step == 2
+
+
+def test_checkpoint_round_trip(clip_dir, tmp_path):
+    _, _, _, tr = _trainer(clip_dir, "default")
+    tr.step()
+    path = str(tmp_path / "m.safetensors")
+    tr.save(path)
+    ck = load_checkpoint(path)
+    for n in ("g", "d", "s", "g_ema"):
+        ref = getattr(tr, n).state_dict()
+        assert set(ck.weights[n]) == set(ref)
+        for k, v in ref.items():
+            assert torch.equal(ck.weights[n][k], v), (n, k)
+    ref_opt = tr.opt_g.state_dict()
+    for idx, st in ref_opt["state"].items():
+        for k, v in st.items():
+            assert torch.equal(ck.optim["opt_g"]["state"][idx][k], v)
+    assert ck.optim["opt_g"]["param_groups"][0]["betas"] == ref_opt["param_groups"][0]["betas"]
+    assert ck.step == 1 and ck.model_config["preset"] == "default"
+
+
+@pytest.mark.parametrize("preset", ["paper", "default"])
+def test_exact_resume(clip_dir, tmp_path, preset):
+    clip, mcfg, tcfg, straight = _trainer(clip_dir, preset)
+    fit(straight, None)
+    first = Trainer(clip, mcfg, TrainConfig(**{**tcfg.to_dict(), "steps": 2}))
+    path = str(tmp_path / "half.safetensors")
+    fit(first, path)
+    resumed = resume_trainer(clip, path, {"steps": 4})
+    assert resumed.step_num == 2
+    fit(resumed, None)
+    for n in ("g", "d", "s"):
+        a, b = getattr(straight, n).state_dict(), getattr(resumed, n).state_dict()
+        for k in a:
+            assert torch.equal(a[k], b[k]), (n, k)
+
+
+def test_resume_with_other_model_is_refused(clip_dir, tmp_path):
+    clip, mcfg, tcfg, tr = _trainer(clip_dir)
+    path = str(tmp_path / "m.safetensors")
+    tr.save(path)
+    other = ModelConfig(**{**mcfg.to_dict(), "width": 64, "height": 64})
+    with pytest.raises(ValueError, match="other model settings"):
+        Trainer(load_clip(clip.paths, 64, 64), other, tcfg, resume=load_checkpoint(path))
