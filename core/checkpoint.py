@@ -82,6 +82,15 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
         raise
 
 
+def ensure_writable(path: str) -> None:
+    """Fail before training, not after it, when the checkpoint's folder cannot be written."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-probe-", dir=folder)
+    os.close(fd)
+    os.unlink(tmp)
+
+
 def save_checkpoint(path: str, ckpt: Checkpoint) -> None:
     tensors: dict[str, torch.Tensor] = {}
     for net, sd in ckpt.weights.items():

@@ -61,6 +61,12 @@ def split_settings(settings: dict) -> tuple[dict, dict]:
     )
 
 
+def describe_os_error(exc: OSError) -> str:
+    """One sentence for a file-system failure (disk full, read-only folder, permissions)."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    return f"A file could not be read or written{where}: {exc.strerror or exc}."
+
+
 def is_oom(exc: BaseException) -> bool:
     import torch
 
@@ -119,11 +125,13 @@ def run_training(
     frames, out, settings: dict, resume: bool, callback, should_stop, preview_dir=None
 ) -> dict:
     """Shared by `train` and the worker: load frames, build or resume a trainer, fit."""
+    from .checkpoint import ensure_writable
     from .data import list_frames, load_clip
     from .train import Trainer, fit, resume_trainer
 
     paths = list_frames(frames)
     m_kw, t_kw = split_settings(settings)
+    ensure_writable(out)
     if len(paths) < 3:
         raise FrameError(f"Training needs at least 3 frames; got {len(paths)}.")
     if resume and os.path.exists(out):
@@ -131,13 +139,17 @@ def run_training(
 
         meta = read_metadata(out)
         mc = ModelConfig.from_dict(meta["model_config"])
+        tcfg = TrainConfig.from_dict({**meta["train_config"], **t_kw})
+        rt = _checked_runtime(mc, tcfg, len(paths))
         clip = load_clip(paths, mc.width, mc.height, channels=mc.channels)
-        trainer = resume_trainer(clip, out, t_kw)
+        trainer = resume_trainer(clip, out, t_kw, runtime=rt)
     else:
         probe = ModelConfig(**m_kw)
+        tcfg = TrainConfig(**t_kw)
+        rt = _checked_runtime(probe, tcfg, len(paths))  # before reading any frame
         clip = load_clip(paths, probe.width, probe.height, channels=m_kw.get("channels"))
         mcfg = ModelConfig(**{**m_kw, "channels": clip.channels})
-        trainer = Trainer(clip, mcfg, TrainConfig(**t_kw))
+        trainer = Trainer(clip, mcfg, tcfg, runtime=rt)
     callback(
         {
             "event": "started",
@@ -153,6 +165,18 @@ def run_training(
     if preview_dir:
         os.makedirs(preview_dir, exist_ok=True)
     return fit(trainer, out, callback, should_stop, preview_dir)
+
+
+def _checked_runtime(mcfg: ModelConfig, tcfg: TrainConfig, n_frames: int):
+    """Pick the device and refuse, before allocating anything, a job that would not fit."""
+    from .device import pick_device
+    from .estimate import check_fits, estimate_training_memory
+
+    rt = pick_device(tcfg.device, tcfg.precision)
+    t = tcfg.resolved(mcfg.preset)
+    est = estimate_training_memory(mcfg, t.batch_size, t.unroll, n_frames, bool(t.ema))
+    check_fits(est, rt.device, t.batch_size)
+    return rt
 
 
 class StopFlag:
@@ -176,13 +200,19 @@ class StopFlag:
 
 
 def cmd_train(args) -> int:
+    from . import distributed
+
     settings = {k: v for k, v in vars(args).items() if k in _config_names()}
+    # Under `torchrun --nproc_per_node=N -m core train` join the process group (rank 0 reports).
+    ctx = distributed.init_from_env(settings.get("device", "auto"))
     bar = None
     stop = StopFlag()
     stop.install()
 
     def callback(ev):
         nonlocal bar
+        if not ctx.is_main:
+            return
         if ev["event"] == "started":
             print(f"training on {ev['device']}: {ev['model_config']}", file=sys.stderr)
             bar = _progress_bar(ev["total"], ev["step"])
@@ -192,13 +222,17 @@ def cmd_train(args) -> int:
                 {k.replace("loss_", ""): f"{v:.3f}" for k, v in ev["losses"].items()}, refresh=True
             )
 
-    result = run_training(
-        args.frames, args.out, settings, args.resume, callback, stop, args.preview_dir
-    )
+    try:
+        result = run_training(
+            args.frames, args.out, settings, args.resume, callback, stop, args.preview_dir
+        )
+    finally:
+        distributed.shutdown()
     if bar is not None:
         bar.close()
     state = "cancelled at" if result["cancelled"] else "finished at"
-    print(f"{state} step {result['step']}; checkpoint: {args.out}")
+    if ctx.is_main:
+        print(f"{state} step {result['step']}; checkpoint: {args.out}")
     return EXIT_OK
 
 
@@ -290,7 +324,15 @@ def cmd_worker(args) -> int:
             )
         return EXIT_OK
     except USER_ERRORS as exc:
+        from .estimate import MemoryEstimateError
+
+        if isinstance(exc, MemoryEstimateError):
+            emit("error", message=str(exc), code="out_of_memory", hint="batch_size")
+            return EXIT_OOM
         emit("error", message=str(exc), code="bad_input", hint="")
+        return EXIT_BAD_INPUT
+    except OSError as exc:
+        emit("error", message=describe_os_error(exc), code="io", hint="")
         return EXIT_BAD_INPUT
     except Exception as exc:  # reported as an event: the add-on must never see a bare traceback
         if is_oom(exc):
@@ -318,6 +360,30 @@ def cmd_doctor(args) -> int:
     else:
         for k, v in info.items():
             print(f"{k:>16}: {v}")
+    return EXIT_OK
+
+
+def cmd_estimate(args) -> int:
+    from .device import pick_device
+    from .estimate import GB, available_memory, estimate_training_memory
+
+    settings = {k: v for k, v in vars(args).items() if k in _config_names()}
+    m_kw, t_kw = split_settings(settings)
+    mcfg = ModelConfig(**m_kw)
+    tcfg = TrainConfig(**t_kw).resolved(mcfg.preset)
+    est = estimate_training_memory(mcfg, tcfg.batch_size, tcfg.unroll, args.frames, bool(tcfg.ema))
+    rt = pick_device(tcfg.device)
+    est["device"] = rt.type
+    est["available_bytes"] = available_memory(rt.device)
+    est["fits"] = (
+        est["available_bytes"] is None or est["total_bytes"] <= 0.9 * est["available_bytes"]
+    )
+    if args.json:
+        print(json.dumps(est))
+    else:
+        for k, v in est.items():
+            shown = f"{v / GB:.2f} GB" if k.endswith("bytes") and v is not None else v
+            print(f"{k:>18}: {shown}")
     return EXIT_OK
 
 
@@ -410,6 +476,13 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--job", required=True, help="the job file (see core/protocol.py)")
     w.set_defaults(func=cmd_worker)
 
+    est = sub.add_parser("estimate", help="estimate the memory a training job needs")
+    est.add_argument("--frames", type=int, required=True, help="number of frames in the clip")
+    est.add_argument("--json", action="store_true", help="print one JSON object")
+    add_config_args(est, ModelConfig)
+    add_config_args(est, TrainConfig)
+    est.set_defaults(func=cmd_estimate)
+
     d = sub.add_parser("demo", help="the built-in default: procedural clip -> train -> extend")
     d.add_argument("--out", default="fsgan_demo", help="output folder (default: fsgan_demo)")
     d.add_argument("--steps", type=int, default=None, help="training steps (default: demo's own)")
@@ -435,6 +508,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as exc:
+        print(f"error: {describe_os_error(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -13,12 +13,13 @@ import copy
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import distributed
 from .augment import diff_augment
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .data import Clip, tensor_to_image, to_float
@@ -166,6 +167,10 @@ class Trainer:
         self.mcfg = model_cfg
         self.tcfg = train_cfg.resolved(model_cfg.preset)
         self.rt = runtime or pick_device(self.tcfg.device, self.tcfg.precision)
+        self.dist = distributed.current()  # torchrun's process group, or a single process
+        if self.dist.active:
+            distributed.check_batch(self.tcfg.batch_size, self.dist)
+            self.rt = replace(self.rt, device=distributed.local_device(self.rt.device, self.dist))
         dev = self.rt.device
         self.context = model_cfg.context
         if len(clip) < self.context + 1:
@@ -186,6 +191,10 @@ class Trainer:
         g, d, s = build_models(model_cfg)
         self.memory_format = torch.channels_last if dev.type == "cuda" else torch.contiguous_format
         self.g, self.d, self.s = (m.to(dev, memory_format=self.memory_format) for m in (g, d, s))
+        if self.dist.active:  # global-batch BatchNorm; rank 0's weights on every rank
+            self.g, self.d, self.s = (
+                distributed.prepare_module(m, self.dist) for m in (self.g, self.d, self.s)
+            )
         self.g_ema = copy.deepcopy(self.g).eval().requires_grad_(False) if self.tcfg.ema else None
         fused = {"fused": True} if dev.type == "cuda" else {}
         betas = (self.tcfg.beta1, self.tcfg.beta2)
@@ -242,8 +251,13 @@ class Trainer:
     # --- one step ---------------------------------------------------------------------------
 
     def _batch(self, gen: torch.Generator) -> torch.Tensor:
+        # The global batch is drawn alike on every rank; each keeps its shard (distributed.py).
         idx = torch.randint(self.n_windows, (self.tcfg.batch_size,), generator=gen)
-        idx = idx.to(self.frames.device)[:, None] + torch.arange(self.window, device=idx.device)
+        idx = distributed.shard(idx, self.dist)
+        if self.frames.is_cuda:  # pinned + non_blocking: the copy does not wait for the GPU
+            idx = idx.pin_memory()
+        idx = idx.to(self.frames.device, non_blocking=True)
+        idx = idx[:, None] + torch.arange(self.window, device=idx.device)
         seq = to_float(self.frames[idx])  # (B, K+U, C, H, W) in [-1, 1]
         return seq.contiguous(memory_format=torch.contiguous_format)
 
@@ -280,9 +294,10 @@ class Trainer:
         """One training step; returns its losses and outputs as 0-d tensors (no host sync)."""
         cfg = self.tcfg
         step_seed = cfg.seed * 1_000_003 + self.step_num  # exact resume: no RNG state to save
-        torch.manual_seed(step_seed)
+        rank_seed = distributed.rank_seed(step_seed, self.dist)  # dropout, DiffAugment
+        torch.manual_seed(rank_seed)
         gen = torch.Generator().manual_seed(step_seed)
-        agen = torch.Generator(self.frames.device).manual_seed(step_seed)
+        agen = torch.Generator(self.frames.device).manual_seed(rank_seed)
         seq = self._batch(gen)
         real, prev = self._real(seq)
         phases: list[str] = []
@@ -302,6 +317,7 @@ class Trainer:
             loss_d = d_loss_fn(d_real, d_fake)
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
+        distributed.average_gradients(self.d, self.dist)
         self.opt_d.step()
 
         # ---- update S: real difference maps vs predicted ones (eq. 2) ----
@@ -313,6 +329,7 @@ class Trainer:
             loss_s = d_loss_fn(s_real, s_fake)
         self.opt_s.zero_grad(set_to_none=True)
         loss_s.backward()
+        distributed.average_gradients(self.s, self.dist)
         self.opt_s.step()
 
         # ---- update G against D ----
@@ -326,6 +343,7 @@ class Trainer:
             total = cfg.adv_weight * loss_gd + cfg.l1_weight * l1 if cfg.l1_weight else loss_gd
         self.opt_g.zero_grad(set_to_none=True)
         total.backward()
+        distributed.average_gradients(self.g, self.dist)
         self.opt_g.step()
         self.d.requires_grad_(True)
 
@@ -340,6 +358,7 @@ class Trainer:
             total = cfg.adv_weight * loss_gs + cfg.l1_weight * l1_s if cfg.l1_weight else loss_gs
         self.opt_g.zero_grad(set_to_none=True)
         total.backward()
+        distributed.average_gradients(self.g, self.dist)
         self.opt_g.step()
         self.s.requires_grad_(True)
 
@@ -390,19 +409,38 @@ def fit(
     """Train until ``tcfg.steps``; checks ``should_stop`` before every step and, when it says
     stop, saves the last completed step. Returns {"step", "cancelled", "checkpoint"}."""
     cfg = trainer.tcfg
-    cb = callback or (lambda ev: None)
+    ctx = trainer.dist
+    main = ctx.is_main  # only rank 0 reports and writes files
+    cb = (callback if main else None) or (lambda ev: None)
     t0 = time.perf_counter()
     first = trainer.step_num
     cancelled = False
     last_saved = -1
     while trainer.step_num < cfg.steps:
-        if should_stop and should_stop():
+        if distributed.any_rank(bool(should_stop and should_stop()), ctx):
             cancelled = True
             break
-        out = trainer.step()
+        try:
+            out = trainer.step()
+        except (torch.OutOfMemoryError, RuntimeError) as exc:
+            if "out of memory" not in str(exc).lower() or trainer.tcfg.batch_size <= 1:
+                raise
+            # Retry the same step (same seed) at half the batch: slower, but the job survives.
+            trainer.tcfg.batch_size //= 2
+            if trainer.rt.type == "cuda":
+                torch.cuda.empty_cache()
+            cb(
+                {
+                    "event": "log",
+                    "message": "Out of memory: retrying with batch size "
+                    f"{trainer.tcfg.batch_size}.",
+                }
+            )
+            continue
         step = trainer.step_num
         if step % max(1, cfg.log_every) == 0 or step == cfg.steps:
-            vals = {k: float(v) for k, v in out.items()}
+            out = distributed.mean_over_ranks(out, ctx)
+            vals = dict(zip(out, torch.stack([v.float() for v in out.values()]).tolist()))
             if not all(math.isfinite(v) for v in vals.values()):
                 raise FloatingPointError(
                     f"Training diverged at step {step} (a loss is not finite); lower the "
@@ -425,14 +463,14 @@ def fit(
                     "eta_s": (cfg.steps - step) / rate if rate > 0 else None,
                 }
             )
-        if preview_dir and cfg.preview_every and step % cfg.preview_every == 0:
+        if main and preview_dir and cfg.preview_every and step % cfg.preview_every == 0:
             path = write_preview(trainer, preview_dir, step)
             cb({"event": "sample", "step": step, "path": path})
-        if checkpoint_path and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+        if main and checkpoint_path and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
             trainer.save(checkpoint_path)
             last_saved = step
             cb({"event": "checkpoint", "step": step, "path": checkpoint_path})
-    if checkpoint_path and last_saved != trainer.step_num:
+    if main and checkpoint_path and last_saved != trainer.step_num:
         trainer.save(checkpoint_path)
         cb({"event": "checkpoint", "step": trainer.step_num, "path": checkpoint_path})
     return {"step": trainer.step_num, "cancelled": cancelled, "checkpoint": checkpoint_path}

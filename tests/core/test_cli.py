@@ -191,3 +191,46 @@ def test_import_core_needs_no_bpy():
     )
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def test_job_that_cannot_fit_is_refused_before_it_starts(clip_dir, tmp_path):
+    r = run_cli(
+        "train",
+        "--frames",
+        clip_dir,
+        "--out",
+        tmp_path / "m.safetensors",
+        "--width",
+        7680,
+        "--height",
+        4320,
+        "--batch-size",
+        64,
+        "--preset",
+        "paper",
+    )
+    assert r.returncode == 2 and "needs about" in r.stderr and "batch size" in r.stderr
+    assert not (tmp_path / "m.safetensors").exists()
+    r = run_cli(
+        "estimate", "--frames", 1000, "--preset", "paper", "--width", 256, "--height", 144, "--json"
+    )
+    est = json.loads(r.stdout)
+    assert est["frames_bytes"] == 1000 * 3 * 144 * 256
+    assert est["total_bytes"] > est["frames_bytes"] + est["activations_bytes"]
+
+
+def test_read_only_output_folder_is_a_clear_error(clip_dir, tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        if os.access(ro, os.W_OK):  # root ignores permission bits: use a path under a file
+            target = tmp_path / "afile" / "m.safetensors"
+            (tmp_path / "afile").write_text("not a folder")
+        else:
+            target = ro / "m.safetensors"
+        r = run_cli("train", "--frames", clip_dir, "--out", target, "--steps", 1, *TINY_ARGS)
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.startswith("error: ") and "Traceback" not in r.stderr
+    finally:
+        ro.chmod(0o700)

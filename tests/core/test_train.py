@@ -103,3 +103,20 @@ def test_resume_with_other_model_is_refused(clip_dir, tmp_path):
     other = ModelConfig(**{**mcfg.to_dict(), "width": 64, "height": 64})
     with pytest.raises(ValueError, match="other model settings"):
         Trainer(load_clip(clip.paths, 64, 64), other, tcfg, resume=load_checkpoint(path))
+
+
+def test_out_of_memory_retries_at_half_batch(clip_dir):
+    _, _, _, tr = _trainer(clip_dir)
+    real_step, calls = tr.step, []
+
+    def step_that_fails_once():
+        calls.append(tr.tcfg.batch_size)
+        if len(calls) == 1:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_step()
+
+    tr.step = step_that_fails_once
+    events = []
+    result = fit(tr, None, events.append)
+    assert result["step"] == 4 and calls[:2] == [4, 2]
+    assert any(e["event"] == "log" and "batch size 2" in e["message"] for e in events)
