@@ -139,6 +139,13 @@ def run_training(
 
         meta = read_metadata(out)
         mc = ModelConfig.from_dict(meta["model_config"])
+        clash = {k: v for k, v in m_kw.items() if getattr(mc, k) != v}
+        if clash:
+            was = ", ".join(f"{k}={getattr(mc, k)}" for k in clash)
+            raise ValueError(
+                f"The checkpoint {os.path.basename(out)} was trained with other model settings "
+                f"({was}); resume with the same settings, or write a new checkpoint."
+            )
         tcfg = TrainConfig.from_dict({**meta["train_config"], **t_kw})
         rt = _checked_runtime(mc, tcfg, len(paths))
         clip = load_clip(paths, mc.width, mc.height, channels=mc.channels)

@@ -1,0 +1,173 @@
+"""Jobs that are cancelled, killed or pointed at hostile files (issue: reliability)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from core.checkpoint import load_checkpoint
+from core.protocol import parse_event
+
+from .conftest import ROOT
+
+
+def _job(tmp_path, clip_dir, steps, **extra):
+    job = {
+        "version": 1,
+        "kind": "train",
+        "frames": sorted(str(p) for p in clip_dir.iterdir()),
+        "checkpoint": str(tmp_path / "model.safetensors"),
+        "train": {
+            "preset": "paper",
+            "steps": steps,
+            "width": 32,
+            "height": 32,
+            "width_mult": 0.125,
+            "batch_size": 2,
+            "device": "cpu",
+            "checkpoint_every": 1,
+            "preview_every": 0,
+        },
+        **extra,
+    }
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(job))
+    return path
+
+
+def _start(job_path):
+    return subprocess.Popen(
+        [sys.executable, "-m", "core", "worker", "--job", str(job_path)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+
+
+def _wait_for(proc, event, n=1):
+    seen = []
+    for line in proc.stdout:
+        ev = parse_event(line)
+        if ev:
+            seen.append(ev)
+            if sum(e["event"] == event for e in seen) >= n:
+                return seen
+    raise AssertionError(f"worker ended before {n} {event} events: {seen} {proc.stderr.read()}")
+
+
+def _no_temp_files(folder):
+    return [f for f in os.listdir(folder) if f.startswith(".tmp")] == []
+
+
+@pytest.mark.parametrize("how", ["sigterm", "cancel_file"])
+def test_cancel_keeps_a_valid_checkpoint(tmp_path, clip_dir, how):
+    cancel = tmp_path / "job.cancel"
+    proc = _start(_job(tmp_path, clip_dir, 10_000, cancel_file=str(cancel)))
+    try:
+        _wait_for(proc, "checkpoint", 2)
+        if how == "sigterm":
+            proc.send_signal(signal.SIGTERM)
+        else:
+            cancel.write_text("")
+        rest = [parse_event(line) for line in proc.stdout]
+        assert proc.wait(timeout=60) == 0
+    finally:
+        proc.kill()
+    done = [e for e in rest if e and e["event"] == "done"][-1]
+    assert done["cancelled"] is True
+    ck = load_checkpoint(str(tmp_path / "model.safetensors"))
+    assert ck.step == done["step"] >= 2
+    assert _no_temp_files(tmp_path)
+
+
+def test_killed_worker_leaves_the_previous_checkpoint_intact(tmp_path, clip_dir):
+    proc = _start(_job(tmp_path, clip_dir, 10_000))
+    try:
+        seen = _wait_for(proc, "checkpoint", 3)
+        proc.kill()  # SIGKILL: no handler runs
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    ck = load_checkpoint(str(tmp_path / "model.safetensors"))
+    assert ck.step >= [e for e in seen if e["event"] == "checkpoint"][-1]["step"]
+    assert proc.returncode == -signal.SIGKILL
+
+
+def test_job_file_is_validated(tmp_path):
+    cases = {
+        "not json": "{",
+        "wrong kind": json.dumps({"kind": "rm -rf", "frames": ["a"], "checkpoint": "c"}),
+        "frames not a list": json.dumps({"kind": "train", "frames": "a.png", "checkpoint": "c"}),
+        "unknown key": json.dumps({"kind": "train", "frames": ["a"], "checkpoint": "c", "x": 1}),
+        "future version": json.dumps(
+            {"version": 9, "kind": "train", "frames": ["a"], "checkpoint": "c"}
+        ),
+        "unknown setting": json.dumps(
+            {
+                "kind": "train",
+                "frames": ["a"] * 3,
+                "checkpoint": str(tmp_path / "c"),
+                "train": {"shell": "x"},
+            }
+        ),
+    }
+    for name, text in cases.items():
+        path = tmp_path / "job.json"
+        path.write_text(text)
+        r = subprocess.run(
+            [sys.executable, "-m", "core", "worker", "--job", str(path)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert r.returncode == 2, name
+        ev = parse_event(r.stdout.strip().splitlines()[-1])
+        assert ev["event"] == "error" and ev["code"] == "bad_input", name
+        assert "Traceback" not in r.stderr, name
+
+
+def test_checkpoint_for_another_resolution_is_a_clear_error(tmp_path, clip_dir):
+    """Resuming a 32x32 checkpoint on frames at another training size keeps the checkpoint's
+    resolution; asking for another preset or channel count is refused clearly."""
+    from .conftest import run_cli
+
+    ckpt = tmp_path / "m.safetensors"
+    args = [
+        "--width",
+        32,
+        "--height",
+        32,
+        "--width-mult",
+        0.125,
+        "--batch-size",
+        2,
+        "--device",
+        "cpu",
+    ]
+    assert (
+        run_cli(
+            "train", "--frames", clip_dir, "--out", ckpt, "--steps", 1, "--preset", "paper", *args
+        ).returncode
+        == 0
+    )
+    r = run_cli(
+        "train",
+        "--frames",
+        clip_dir,
+        "--out",
+        ckpt,
+        "--steps",
+        2,
+        "--resume",
+        "--preset",
+        "default",
+        "--device",
+        "cpu",
+    )
+    assert r.returncode == 2 and "other model settings" in r.stderr, r.stderr
