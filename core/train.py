@@ -423,7 +423,10 @@ def fit(
         try:
             out = trainer.step()
         except (torch.OutOfMemoryError, RuntimeError) as exc:
-            if "out of memory" not in str(exc).lower() or trainer.tcfg.batch_size <= 1:
+            oom = "out of memory" in str(exc).lower()
+            # Ranks cannot shrink their batches in step with each other: only a single
+            # process retries; under torchrun the OOM error names the setting to lower.
+            if not oom or trainer.tcfg.batch_size <= 1 or ctx.active:
                 raise
             # Retry the same step (same seed) at half the batch: slower, but the job survives.
             trainer.tcfg.batch_size //= 2

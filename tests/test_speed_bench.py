@@ -1,0 +1,88 @@
+"""bench/speed.py at toy sizes: the JSON report has every field, and the ratios add up."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from bench import speed
+
+ARGS = [
+    "--quick", "--configs", "paper:16x16:0.125,default:16x16:0.125", "--batches", "1,2",
+    "--variants", "naive,optimized", "--warmup", "0", "--steps", "1", "--rollout-frames", "1",
+    "--rollout-batch", "2", "--check-steps", "2", "--device", "cpu", "--threads", "1",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    path = tmp_path_factory.mktemp("speed") / "speed.json"
+    threads = torch.get_num_threads()
+    try:
+        assert speed.main([*ARGS, "--json", str(path)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return json.loads(path.read_text())
+
+
+def test_meta(report):
+    m = report["meta"]
+    assert m["device"] == "cpu" and m["torch_threads"] == 1 and m["peak_bf16_tflops"] is None
+    for key in ("date", "command", "torch", "cpu_count", "memory_kind", "warmup", "steps"):
+        assert key in m
+
+
+def test_training_rows(report):
+    rows = report["training"]
+    assert {(r["preset"], r["batch"], r["variant"]) for r in rows} == {
+        (p, b, v) for p in ("paper", "default") for b in (1, 2) for v in ("naive", "optimized")
+    }
+    for r in rows:
+        assert r["steps_per_s"] > 0 and r["peak_mem_mb"] > 0 and r["flops_per_step"] > 0
+        assert r["frames_per_s"] == pytest.approx(r["steps_per_s"] * r["batch"])
+        assert r["tflops"] == pytest.approx(r["flops_per_step"] * r["steps_per_s"] / 1e12)
+        assert r["fraction_of_bf16_peak"] is None  # no peak on a CPU
+        naive = next(
+            x for x in rows
+            if (x["preset"], x["batch"], x["variant"]) == (r["preset"], r["batch"], "naive")
+        )  # fmt: skip
+        assert r["ratio_vs_naive"] == pytest.approx(r["steps_per_s"] / naive["steps_per_s"])
+    # FLOPs grow with the batch: one step at batch 2 is twice batch 1's work.
+    f = {(r["preset"], r["batch"]): r["flops_per_step"] for r in rows}
+    assert f[("paper", 2)] == pytest.approx(2 * f[("paper", 1)])
+
+
+def test_rollout_rows(report):
+    starts = {(r["preset"], r["variant"], r["start_frames"]) for r in report["rollout"]}
+    assert ("paper", "optimized", 1) in starts and ("default", "naive", 2) in starts
+    assert all(r["frames_per_s"] > 0 for r in report["rollout"])
+
+
+def test_optimized_trains_like_naive(report):
+    """On the CPU the default path is fp32: the same losses to 1e-4 (tested, not assumed)."""
+    eq = report["loss_equivalence"]
+    assert {e["preset"] for e in eq} == {"paper", "default"}
+    assert all(e["within_tolerance"] and e["max_rel_diff"] <= 1e-4 for e in eq), eq
+
+
+def test_peak_table():
+    class Rt:
+        type = "cpu"
+
+    assert speed.peak_bf16_tflops(Rt()) is None
+    names = [k for k, _ in speed.PEAK_BF16_TFLOPS]
+    assert names.index("H100 PCIe") < names.index("H100")  # specific names match first
+
+
+@pytest.mark.parametrize("preset", ["paper", "default"])
+def test_channels_last_trains_like_contiguous_on_cpu(preset):
+    """The CPU candidate cl_fp32 changes only the memory layout: same losses to 1e-4."""
+    from core.models import ModelConfig
+
+    mcfg = ModelConfig(preset=preset, width=16, height=16, width_mult=0.125)
+    clip = speed.synthetic_clip(8, 16, 16)
+    a = speed.loss_history("naive", clip, mcfg, 2, "cpu", 3)
+    b = speed.loss_history("cl_fp32", clip, mcfg, 2, "cpu", 3)
+    assert ((a - b).abs() / a.abs().clamp_min(1e-3)).max().item() <= 1e-4
