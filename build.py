@@ -99,7 +99,7 @@ def stage(dest: Path, manifest_text: str | None = None, extra_files: dict | None
 def _run(cmd: list[str], what: str) -> str:
     proc = subprocess.run(cmd, capture_output=True, text=True)
     output = (proc.stdout + proc.stderr).strip()
-    if proc.returncode != 0 or "error" in output.lower().split(":", 1)[0]:
+    if proc.returncode != 0 or "FATAL_ERROR" in output:
         raise BuildError(f"Blender's extension {what} failed:\n{output}")
     return output
 
@@ -127,6 +127,7 @@ def build(
     out_name: str | None = None,
 ) -> Path:
     """Build (and by default validate) the zip; return its path."""
+    out_dir = Path(out_dir)
     manifest = read_manifest()
     if manifest_text is not None:
         manifest = tomllib.loads(manifest_text)

@@ -65,21 +65,28 @@ def find_core_parent(addon_dir: str) -> str:
     )
 
 
-def check_python(path: str) -> str:
-    """Return ``path`` if it looks like a runnable interpreter, else raise WorkerError."""
+def check_python(path: str, source: str = "preference") -> str:
+    """Return ``path`` if it looks like a runnable interpreter, else raise WorkerError.
+
+    ``source`` says where the path came from, so the message names what to fix.
+    """
+    where = (
+        f"the {source}"
+        if source.endswith("environment variable")
+        else "Preferences > Add-ons > FrameSequenceGAN"
+    )
     if not path:
-        raise WorkerError("No Python interpreter is set for the worker.")
+        raise WorkerError(f"No Python interpreter is set for the worker; set one in {where}.")
     if not os.path.isabs(path):
         found = shutil.which(path)
         if found:
             path = found
     if not os.path.isfile(path):
-        raise WorkerError(
-            f"The worker Python '{path}' does not exist; fix the path in "
-            "Preferences > Add-ons > FrameSequenceGAN."
-        )
+        raise WorkerError(f"The worker Python '{path}' does not exist; fix the path in {where}.")
     if not os.access(path, os.X_OK):
-        raise WorkerError(f"The worker Python '{path}' is not an executable file.")
+        raise WorkerError(
+            f"The worker Python '{path}' is not an executable file; fix the path in {where}."
+        )
     return path
 
 
@@ -221,7 +228,9 @@ class WorkerJob:
                 cmd,
                 cwd=self.job_dir,
                 env=worker_env(self.core_parent, self.extra_paths),
-                stdin=subprocess.DEVNULL,
+                # A pipe nobody writes to: it closes when Blender exits, even when Blender is
+                # killed, so a worker that watches stdin for EOF can stop instead of orphaning.
+                stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=self._log,
                 text=True,
@@ -232,7 +241,9 @@ class WorkerJob:
             )
         except OSError as exc:
             self._log.close()
-            raise WorkerError(f"The worker could not be started with '{self.python}': {exc}.")
+            raise WorkerError(
+                f"The worker could not be started with '{self.python}': {exc}."
+            ) from None
         self._reader = threading.Thread(target=self._read, name="fsgan-worker-reader", daemon=True)
         self._reader.start()
 
@@ -350,6 +361,11 @@ class WorkerJob:
 
     def close(self) -> None:
         if self.proc is not None:
+            if self.proc.stdin is not None and not self.proc.stdin.closed:
+                try:
+                    self.proc.stdin.close()
+                except OSError:
+                    pass
             try:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:

@@ -1,0 +1,517 @@
+"""Operators: gather a job from Blender data, run the worker, put the result back.
+
+Two ways to run, one code path:
+- ``invoke`` (buttons in the UI): start the worker and return; a modal timer drains its events,
+  so Blender never waits on training. ESC or the Cancel button stops the job.
+- ``execute`` (scripts, ``bpy.ops.fsgan.train_on_strip(steps=20)``, and ``blender --background``,
+  where timers never fire): run the worker to the end and print progress lines.
+Either way the result (checkpoint reference, new strip) is written to Blender data on the main
+thread when the operator finishes, so the operator's undo step covers it: Ctrl-Z removes the
+strip that Extend added.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import time
+
+import bpy
+from bpy.props import EnumProperty, FloatProperty, IntProperty, StringProperty
+
+from . import paths, preferences, strips, worker_client
+from .properties import DEVICE_ITEMS, PRESET_ITEMS, START_ITEMS
+
+LOG_PREFIX = "FrameSequenceGAN:"
+
+
+def _log(text: str) -> None:
+    print(f"{LOG_PREFIX} {text}", flush=True)
+
+
+def _running_problem() -> str | None:
+    job = worker_client.current()
+    if job is not None and not job.finished:
+        what = "Training" if job.state.kind == "train" else "Extending"
+        return f"{what} '{job.state.label}' is still running; cancel it or wait for it to finish."
+    return None
+
+
+def tag_redraw(context) -> None:
+    wm = context.window_manager
+    for window in wm.windows if wm else ():
+        for area in window.screen.areas:
+            if area.type in {"SEQUENCE_EDITOR", "STATUSBAR"}:
+                area.tag_redraw()
+
+
+class _JobOperator:
+    """Shared start / wait / finish logic of the two job operators."""
+
+    kind = ""
+
+    def _prepare(self, context) -> tuple[dict, str]:
+        """Return (job dict, label) and remember what _finish() needs: names, never bpy
+        references, because the user may undo, rename or delete while a modal job runs."""
+        raise NotImplementedError
+
+    def _finish(self, context, job: worker_client.WorkerJob) -> set[str]:
+        raise NotImplementedError
+
+    def _value(self, settings, name: str):
+        """The operator property when the caller set it, else the panel's value."""
+        if self.properties.is_property_set(name):
+            return getattr(self, name)
+        return getattr(settings, name)
+
+    def _start(self, context) -> worker_client.WorkerJob | None:
+        problem = _running_problem()
+        if problem:
+            self.report({"ERROR"}, problem)
+            return None
+        try:
+            prefs = preferences.get(context)
+            python, source = preferences.resolve_python(prefs)
+            python = worker_client.check_python(python, source)
+            core_parent = worker_client.find_core_parent(preferences.addon_dir())
+            job_dict, label = self._prepare(context)
+            job = worker_client.WorkerJob(
+                job_dict,
+                self._job_dir,
+                python,
+                core_parent,
+                extra_paths=preferences.worker_paths(prefs),
+                label=label,
+            )
+            job.start()
+        except (ValueError, worker_client.WorkerError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return None
+        except OSError as exc:
+            self.report({"ERROR"}, f"A file could not be written: {exc}.")
+            return None
+        worker_client.set_current(job)
+        _log(f"{self.kind} '{label}' started with {python} (job folder {self._job_dir})")
+        return job
+
+    def _end(self, context, job: worker_client.WorkerJob) -> set[str]:
+        job.close()
+        worker_client.set_current(None)
+        tag_redraw(context)
+        message = job.failure_message()
+        if message is not None:
+            _log(f"{self.kind} failed: {message}")
+            self.report({"ERROR"}, message)
+            return {"CANCELLED"}
+        try:
+            result = self._finish(context, job)
+        except (ValueError, OSError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        prefs = preferences.get(context)
+        if prefs is not None and not prefs.keep_job_files:
+            shutil.rmtree(job.job_dir, ignore_errors=True)
+        return result
+
+    # -- blocking (scripts, background) ----------------------------------------------------------
+
+    def execute(self, context):
+        job = self._start(context)
+        if job is None:
+            return {"CANCELLED"}
+        last_print = [0.0]
+
+        def on_event(event):
+            kind = event["event"]
+            now = time.monotonic()
+            if kind == "started":
+                _log(f"{self.kind} running on {event.get('device', '?')}")
+            elif kind in ("progress", "frame"):
+                finished = job.state.step >= job.state.total > 0
+                if now - last_print[0] >= 1.0 or finished or kind == "frame":
+                    last_print[0] = now
+                    _log(f"{self.kind} {worker_client.format_progress(job.state)}")
+            elif kind == "checkpoint":
+                _log(f"checkpoint at step {event.get('step')}: {event.get('path')}")
+            elif kind == "error":
+                _log(f"error: {event.get('message')}")
+
+        try:
+            job.wait(on_event=on_event)
+        except KeyboardInterrupt:
+            job.cancel()
+            job.wait(on_event=on_event)
+        return self._end(context, job)
+
+    # -- non-blocking (UI) -----------------------------------------------------------------------
+
+    def invoke(self, context, event):
+        if bpy.app.background or context.window is None:
+            return self.execute(context)
+        job = self._start(context)
+        if job is None:
+            return {"CANCELLED"}
+        self._job = job
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.25, window=context.window)
+        wm.modal_handler_add(self)
+        tag_redraw(context)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        job = self._job
+        if event.type == "ESC" and event.value == "PRESS":
+            job.cancel()
+            self.report({"INFO"}, "Cancelling: the worker saves its work and stops.")
+            return {"RUNNING_MODAL"}
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        if job.poll():
+            tag_redraw(context)
+        if not job.finished:
+            return {"PASS_THROUGH"}
+        job.poll()  # events printed just before the exit
+        context.window_manager.event_timer_remove(self._timer)
+        return self._end(context, job)
+
+    def cancel(self, context):
+        # Blender ends the modal operator (file load, window closed): end the worker too.
+        if getattr(self, "_timer", None) is not None:
+            context.window_manager.event_timer_remove(self._timer)
+            self._timer = None
+        worker_client.stop_all()
+
+
+class FSGAN_OT_train_on_strip(_JobOperator, bpy.types.Operator):
+    """Train a next-frame GAN on the visible frames of the active image strip"""
+
+    bl_idname = "fsgan.train_on_strip"
+    bl_label = "Train on Strip"
+    bl_options = {"UNDO"}
+    kind = "train"
+
+    steps: IntProperty(
+        name="Steps",
+        description="Number of training steps (default: the panel's value)",
+        default=500,
+        min=1,
+        options={"SKIP_SAVE"},
+    )
+    preset: EnumProperty(
+        name="Preset",
+        description="Model architecture and training defaults (default: the panel's value)",
+        items=PRESET_ITEMS,
+        options={"SKIP_SAVE"},
+    )
+    width: IntProperty(
+        name="Width",
+        description="Training width in pixels (default: the panel's value)",
+        default=128,
+        min=16,
+        max=4096,
+        options={"SKIP_SAVE"},
+    )
+    height: IntProperty(
+        name="Height",
+        description="Training height in pixels (default: the panel's value)",
+        default=72,
+        min=16,
+        max=4096,
+        options={"SKIP_SAVE"},
+    )
+    device: EnumProperty(
+        name="Device",
+        description="Where the worker trains (default: the panel's value)",
+        items=DEVICE_ITEMS,
+        options={"SKIP_SAVE"},
+    )
+    model_width: FloatProperty(
+        name="Model Width",
+        description="Scale of the networks' channel counts (default: the panel's value)",
+        default=1.0,
+        min=0.0625,
+        max=4.0,
+        options={"SKIP_SAVE"},
+    )
+
+    @classmethod
+    def poll(cls, context):
+        problem = _running_problem() or strips.strip_problem(strips.active_strip(context))
+        if problem:
+            cls.poll_message_set(problem)
+            return False
+        return True
+
+    def _prepare(self, context):
+        s = context.scene.fsgan
+        strip = strips.active_strip(context)
+        problem = strips.strip_problem(strip)
+        if problem:
+            raise ValueError(problem)
+        frames = strips.visible_frame_paths(strip)
+        missing = strips.missing_files(frames)
+        if missing:
+            raise ValueError(
+                f"{len(missing)} of the {len(frames)} frame files of strip '{strip.name}' are "
+                f"missing (for example {missing[0]})."
+            )
+        existing = strips.checkpoint_of(strip)
+        resume = bool(s.resume and existing and os.path.isfile(existing))
+        checkpoint = existing if resume else paths.new_checkpoint_path(s, strip.name)
+        train = {
+            "preset": self._value(s, "preset"),
+            "steps": self._value(s, "steps"),
+            "width": self._value(s, "width"),
+            "height": self._value(s, "height"),
+            "device": self._value(s, "device"),
+            "width_mult": round(self._value(s, "model_width"), 6),
+            "seed": s.seed,
+            "preview_every": s.preview_every,
+        }
+        if s.batch_size > 0:
+            train["batch_size"] = s.batch_size
+        self._job_dir = paths.job_dir("train")
+        self._scene_name = context.scene.name
+        self._strip_name = strip.name
+        job = worker_client.make_job(
+            "train",
+            frames,
+            checkpoint,
+            train=train,
+            resume=resume,
+            preview_dir=os.path.join(self._job_dir, "previews") if s.preview_every else None,
+            cancel_file=os.path.join(self._job_dir, "cancel"),
+        )
+        return job, strip.name
+
+    def _finish(self, context, job):
+        done = job.state.done or {}
+        checkpoint = done.get("checkpoint") or job.job["checkpoint"]
+        step = done.get("step", job.state.step)
+        if not checkpoint or not os.path.isfile(checkpoint):
+            self.report({"WARNING"}, "Training stopped before its first step; nothing was saved.")
+            return {"CANCELLED"}
+        scene = bpy.data.scenes.get(self._scene_name)
+        strip = strips.find_strip(scene, self._strip_name)
+        if strip is None:
+            self.report(
+                {"WARNING"},
+                f"The strip '{self._strip_name}' is gone; the checkpoint is at {checkpoint}.",
+            )
+            return {"FINISHED"}
+        strips.set_checkpoint(strip, checkpoint)
+        what = "Training cancelled at" if done.get("cancelled") else "Trained"
+        message = f"{what} step {step} on '{strip.name}'; checkpoint saved to {checkpoint}."
+        _log(message)
+        self.report({"INFO"}, message)
+        return {"FINISHED"}
+
+
+class FSGAN_OT_extend_animation(_JobOperator, bpy.types.Operator):
+    """Generate new frames with the strip's model and add them as a strip after it"""
+
+    bl_idname = "fsgan.extend_animation"
+    bl_label = "Extend Animation"
+    bl_options = {"UNDO"}
+    kind = "extend"
+
+    count: IntProperty(
+        name="Frames",
+        description="Number of new frames to generate (default: the panel's value)",
+        default=16,
+        min=1,
+        options={"SKIP_SAVE"},
+    )
+    start: EnumProperty(
+        name="Start From",
+        description="Which frame the new animation continues from (default: the panel's value)",
+        items=START_ITEMS,
+        options={"SKIP_SAVE"},
+    )
+
+    @classmethod
+    def poll(cls, context):
+        strip = strips.active_strip(context)
+        problem = _running_problem() or strips.strip_problem(strip, min_frames=1)
+        if not problem and not strips.checkpoint_of(strip):
+            problem = f"The strip '{strip.name}' has no trained model yet; train on it first."
+        if problem:
+            cls.poll_message_set(problem)
+            return False
+        return True
+
+    def _prepare(self, context):
+        s = context.scene.fsgan
+        strip = strips.active_strip(context)
+        problem = strips.strip_problem(strip, min_frames=1)
+        if problem:
+            raise ValueError(problem)
+        checkpoint = strips.checkpoint_of(strip)
+        if not checkpoint:
+            raise ValueError(f"The strip '{strip.name}' has no trained model yet; train first.")
+        if not os.path.isfile(checkpoint):
+            raise ValueError(
+                f"The checkpoint {checkpoint} of strip '{strip.name}' does not exist; "
+                "train again or pick another checkpoint."
+            )
+        start = self._value(s, "start")
+        frames = strips.context_frame_paths(strip, start, context.scene.frame_current)
+        missing = strips.missing_files(frames)
+        if missing:
+            raise ValueError(f"The start frame file {missing[-1]} is missing.")
+        out_dir = paths.output_dir(s, strip.name)
+        os.makedirs(out_dir, exist_ok=True)
+        prefix = paths.safe_name(strip.name) + "_"
+        self._job_dir = paths.job_dir("extend")
+        self._scene_name = context.scene.name
+        self._strip_name = strip.name
+        self._start_mode = start
+        self._playhead = context.scene.frame_current
+        self._out_dir = out_dir
+        extend = {
+            "count": self._value(s, "count"),
+            "out_dir": out_dir,
+            "prefix": prefix,
+            "start_number": paths.next_free_number(out_dir, prefix),
+            "size": "source",
+            "device": s.device,
+        }
+        job = worker_client.make_job(
+            "extend",
+            frames,
+            checkpoint,
+            extend=extend,
+            cancel_file=os.path.join(self._job_dir, "cancel"),
+        )
+        return job, strip.name
+
+    def _finish(self, context, job):
+        done = job.state.done or {}
+        if done.get("cancelled") or job.state.cancel_requested:
+            # The user asked to stop: add nothing, even if the worker finished the frames first.
+            self.report({"WARNING"}, f"Extend was cancelled; no strip was added ({self._out_dir}).")
+            return {"CANCELLED"}
+        frames = [str(p) for p in (done.get("frames") or job.state.frames)]
+        out_dir = os.path.realpath(self._out_dir)
+        for path in frames:
+            if os.path.dirname(os.path.realpath(path)) != out_dir or not os.path.isfile(path):
+                raise ValueError(f"The worker reported a frame outside {out_dir}: {path}.")
+        if not frames:
+            raise ValueError("The worker finished without writing any frames.")
+        scene = bpy.data.scenes.get(self._scene_name)
+        source = strips.find_strip(scene, self._strip_name)
+        if source is None:
+            raise ValueError(
+                f"The strip '{self._strip_name}' is gone; the frames are in {self._out_dir}."
+            )
+        if self._start_mode == "PLAYHEAD":
+            frame_start = self._playhead + 1
+        else:
+            frame_start = source.frame_final_end
+        new = strips.insert_image_strip(
+            scene, source, self._out_dir, [os.path.basename(p) for p in frames], frame_start
+        )
+        strips.set_checkpoint(new, job.job["checkpoint"])  # so Extend can continue from its end
+        for s in strips.all_strips(scene.sequence_editor):
+            s.select = False
+        new.select = True
+        scene.sequence_editor.active_strip = new
+        message = (
+            f"Added strip '{new.name}': {len(frames)} frames at frame {new.frame_final_start}, "
+            f"channel {new.channel}."
+        )
+        _log(message)
+        self.report({"INFO"}, message)
+        return {"FINISHED"}
+
+
+class FSGAN_OT_cancel_job(bpy.types.Operator):
+    """Stop the running job; training saves a checkpoint at its last completed step"""
+
+    bl_idname = "fsgan.cancel_job"
+    bl_label = "Cancel"
+    bl_options = {"INTERNAL"}
+
+    @classmethod
+    def poll(cls, context):
+        job = worker_client.current()
+        if job is None or job.finished:
+            cls.poll_message_set("No job is running.")
+            return False
+        return True
+
+    def execute(self, context):
+        worker_client.current().cancel()
+        self.report({"INFO"}, "Cancelling: the worker saves its work and stops.")
+        return {"FINISHED"}
+
+
+class FSGAN_OT_set_checkpoint(bpy.types.Operator):
+    """Use a checkpoint file (.safetensors) as the active strip's model"""
+
+    bl_idname = "fsgan.set_checkpoint"
+    bl_label = "Use Checkpoint"
+    bl_options = {"UNDO"}
+
+    filepath: StringProperty(
+        name="File Path",
+        description="The checkpoint file (.safetensors) to use for the active strip",
+        subtype="FILE_PATH",
+    )
+    filter_glob: StringProperty(
+        name="Filter",
+        description="Files shown in the file browser",
+        default="*.safetensors",
+        options={"HIDDEN"},
+    )
+
+    @classmethod
+    def poll(cls, context):
+        problem = strips.strip_problem(strips.active_strip(context), min_frames=1)
+        if problem:
+            cls.poll_message_set(problem)
+            return False
+        return True
+
+    def invoke(self, context, event):
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context):
+        path = paths.abspath(self.filepath)
+        if not os.path.isfile(path):
+            self.report({"ERROR"}, f"The checkpoint {path or '(none)'} does not exist.")
+            return {"CANCELLED"}
+        if not path.lower().endswith(".safetensors"):
+            self.report({"ERROR"}, "A checkpoint must be a .safetensors file.")
+            return {"CANCELLED"}
+        strips.set_checkpoint(strips.active_strip(context), path)
+        return {"FINISHED"}
+
+
+classes = (
+    FSGAN_OT_train_on_strip,
+    FSGAN_OT_extend_animation,
+    FSGAN_OT_cancel_job,
+    FSGAN_OT_set_checkpoint,
+)
+
+
+@bpy.app.handlers.persistent
+def _on_load_pre(*_args):
+    # A file (re)load frees the data a running job would write into: stop the job first.
+    worker_client.stop_all()
+
+
+def register_handlers() -> None:
+    if _on_load_pre not in bpy.app.handlers.load_pre:
+        bpy.app.handlers.load_pre.append(_on_load_pre)
+    atexit.register(worker_client.stop_all)
+
+
+def unregister_handlers() -> None:
+    if _on_load_pre in bpy.app.handlers.load_pre:
+        bpy.app.handlers.load_pre.remove(_on_load_pre)
+    atexit.unregister(worker_client.stop_all)
+    worker_client.stop_all()

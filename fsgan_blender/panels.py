@@ -1,0 +1,237 @@
+"""The Sequencer sidebar tab "FrameSequenceGAN" and the status-bar progress.
+
+Panels only read: settings from ``scene.fsgan``, the strip from the sequence editor, the job's
+progress from worker_client.current(). Nothing here starts work or writes data.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+
+import bpy
+import bpy.utils.previews
+
+from . import strips, worker_client
+
+_previews = None  # a bpy.utils.previews collection holding the latest sample image
+
+
+def _wrapped(layout, text: str, icon: str = "NONE", width: int = 42) -> None:
+    """A long sentence as several labels (a sidebar label does not wrap by itself)."""
+    col = layout.column(align=True)
+    for i, line in enumerate(textwrap.wrap(text, width) or [""]):
+        col.label(text=line, icon=icon if i == 0 else "BLANK1")
+
+
+def _latest_preview(path: str) -> str:
+    """``path``, or the newest preview beside it: the worker keeps only the newest one, so the
+    file of an event drained a moment ago may already be replaced."""
+    if not path or os.path.isfile(path):
+        return path
+    folder = os.path.dirname(path)
+    try:
+        names = sorted(n for n in os.listdir(folder) if n.endswith(".png") and n[0] != ".")
+    except OSError:
+        return ""
+    return os.path.join(folder, names[-1]) if names else ""
+
+
+def _preview_icon(path: str) -> int:
+    """Icon id of the sample image at ``path`` (loaded once per new path), or 0."""
+    path = _latest_preview(path)
+    if _previews is None or not path:
+        return 0
+    if path not in _previews:
+        _previews.clear()
+        _previews.load(path, path, "IMAGE")
+    return _previews[path].icon_id
+
+
+def draw_job(layout, job: worker_client.WorkerJob) -> None:
+    state = job.state
+    box = layout.box()
+    what = "Training" if state.kind == "train" else "Extending"
+    device = f" on {state.device}" if state.device else ""
+    box.label(text=f"{what} '{state.label}'{device}", icon="SORTTIME")
+    box.progress(
+        factor=state.fraction, type="BAR", text=worker_client.format_progress(state).split(",")[0]
+    )
+    if state.kind == "train":
+        box.label(text=f"ETA {worker_client.format_eta(state.eta_s)}")
+        if state.losses:
+            col = box.column(align=True)
+            for name, value in state.losses.items():
+                col.label(text=f"{name}: {value:.4f}")
+    row = box.row()
+    row.enabled = not state.cancel_requested
+    row.operator(
+        "fsgan.cancel_job",
+        text="Cancelling..." if state.cancel_requested else "Cancel",
+        icon="CANCEL",
+    )
+    if state.sample_path:
+        box.label(text=f"Preview rollout ({os.path.basename(state.sample_path)}):")
+        icon = _preview_icon(state.sample_path)
+        if icon:  # 0 in background mode, where Blender makes no preview images
+            box.template_icon(icon_value=icon, scale=8.0)
+
+
+class _SidebarPanel:
+    bl_space_type = "SEQUENCE_EDITOR"
+    bl_region_type = "UI"
+    bl_category = "FrameSequenceGAN"
+
+
+class FSGAN_PT_main(_SidebarPanel, bpy.types.Panel):
+    bl_label = "FrameSequenceGAN"
+    bl_idname = "FSGAN_PT_main"
+
+    def draw(self, context):
+        self.layout.label(text="Learn the strip's motion, then extend it.")
+
+
+class FSGAN_PT_source(_SidebarPanel, bpy.types.Panel):
+    bl_label = "Source"
+    bl_idname = "FSGAN_PT_source"
+    bl_parent_id = "FSGAN_PT_main"
+
+    def draw(self, context):
+        layout = self.layout
+        strip = strips.active_strip(context)
+        if strip is not None:
+            icon = "IMAGE_DATA" if strip.type == "IMAGE" else "SEQ_SEQUENCER"
+            layout.label(text=strip.name, icon=icon)
+        if strip is not None and strip.type == "IMAGE":
+            col = layout.column(align=True)
+            visible = len(strips.visible_indices(strip))
+            col.label(text=f"Frames: {visible} visible of {len(strip.elements)}")
+            size = strips.strip_resolution(strip)
+            col.label(text=f"Resolution: {size[0]} x {size[1]}" if size else "Resolution: ?")
+            col.label(
+                text=f"Timeline: {strip.frame_final_start}-{strip.frame_final_end - 1}, "
+                f"channel {strip.channel}"
+            )
+        problem = strips.strip_problem(strip)
+        if problem:
+            _wrapped(layout, problem, icon="ERROR")
+
+
+class FSGAN_PT_training(_SidebarPanel, bpy.types.Panel):
+    bl_label = "Training"
+    bl_idname = "FSGAN_PT_training"
+    bl_parent_id = "FSGAN_PT_main"
+
+    def draw(self, context):
+        layout = self.layout
+        s = context.scene.fsgan
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+        col = layout.column()
+        col.prop(s, "preset")
+        sub = col.column(align=True)
+        sub.prop(s, "width", text="Resolution X")
+        sub.prop(s, "height", text="Y")
+        col.prop(s, "steps")
+        col.prop(s, "device")
+        col.prop(s, "resume")
+
+        strip = strips.active_strip(context)
+        checkpoint = strips.checkpoint_of(strip) if strip is not None else ""
+        box = layout.box()
+        if checkpoint:
+            exists = os.path.isfile(checkpoint)
+            box.label(
+                text=f"Model: {os.path.basename(checkpoint)}",
+                icon="CHECKMARK" if exists else "ERROR",
+            )
+            if not exists:
+                _wrapped(box, f"The file {checkpoint} is missing.")
+        else:
+            box.label(text="Model: none yet", icon="INFO")
+        box.operator("fsgan.set_checkpoint", text="Use Checkpoint File...", icon="FILEBROWSER")
+
+        row = layout.row()
+        row.scale_y = 1.4
+        row.operator("fsgan.train_on_strip", icon="PLAY")
+        job = worker_client.current()
+        if job is not None and job.state.kind == "train":
+            draw_job(layout, job)
+
+
+class FSGAN_PT_training_advanced(_SidebarPanel, bpy.types.Panel):
+    bl_label = "Advanced"
+    bl_idname = "FSGAN_PT_training_advanced"
+    bl_parent_id = "FSGAN_PT_training"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        layout = self.layout
+        s = context.scene.fsgan
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+        col = layout.column()
+        for name in ("model_width", "batch_size", "seed", "preview_every", "model_dir"):
+            col.prop(s, name)
+
+
+class FSGAN_PT_extend(_SidebarPanel, bpy.types.Panel):
+    bl_label = "Extend"
+    bl_idname = "FSGAN_PT_extend"
+    bl_parent_id = "FSGAN_PT_main"
+
+    def draw(self, context):
+        layout = self.layout
+        s = context.scene.fsgan
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+        col = layout.column()
+        col.prop(s, "count")
+        col.prop(s, "start")
+        col.prop(s, "output_dir")
+        row = layout.row()
+        row.scale_y = 1.4
+        row.operator("fsgan.extend_animation", icon="SEQ_SEQUENCER")
+        job = worker_client.current()
+        if job is not None and job.state.kind == "extend":
+            draw_job(layout, job)
+
+
+def draw_status(self, context):
+    """Appended to the status bar: the running job's progress, visible from any editor."""
+    job = worker_client.current()
+    if job is None:
+        return
+    state = job.state
+    row = self.layout.row(align=True)
+    row.ui_units_x = 16
+    what = "Training" if state.kind == "train" else "Extending"
+    row.progress(
+        factor=state.fraction,
+        type="BAR",
+        text=f"{what} {state.label}: {worker_client.format_progress(state).split(',')[0]}",
+    )
+    row.operator("fsgan.cancel_job", text="", icon="CANCEL", emboss=False)
+
+
+classes = (
+    FSGAN_PT_main,
+    FSGAN_PT_source,
+    FSGAN_PT_training,
+    FSGAN_PT_training_advanced,
+    FSGAN_PT_extend,
+)
+
+
+def register_extras() -> None:
+    global _previews
+    _previews = bpy.utils.previews.new()
+    bpy.types.STATUSBAR_HT_header.append(draw_status)
+
+
+def unregister_extras() -> None:
+    global _previews
+    bpy.types.STATUSBAR_HT_header.remove(draw_status)
+    if _previews is not None:
+        bpy.utils.previews.remove(_previews)
+        _previews = None

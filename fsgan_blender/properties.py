@@ -1,0 +1,129 @@
+"""All scene settings in one PropertyGroup at ``scene.fsgan``.
+
+The checkpoint in use is not here: it is remembered on each strip (a custom property, see
+paths.CHECKPOINT_KEY), so every strip keeps its own model across save and reopen.
+"""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
+
+PRESET_ITEMS = (
+    ("default", "Default", "Balanced model size and speed"),
+    ("paper", "Paper", "The architecture of the original paper (larger, slower)"),
+)
+DEVICE_ITEMS = (
+    ("auto", "Auto", "CUDA if available, else Apple MPS, else CPU"),
+    ("cuda", "CUDA", "An NVIDIA (or ROCm) GPU through PyTorch's CUDA backend"),
+    ("mps", "MPS", "Apple silicon GPU"),
+    ("cpu", "CPU", "The processor (slow, but always available)"),
+)
+START_ITEMS = (
+    ("END", "End of Strip", "Continue from the strip's last visible frame"),
+    ("PLAYHEAD", "Playhead", "Continue from the frame under the playhead"),
+)
+
+
+class FSGAN_PG_settings(bpy.types.PropertyGroup):
+    # -- training ------------------------------------------------------------------------------
+    preset: EnumProperty(
+        name="Preset",
+        description="Model architecture and training defaults",
+        items=PRESET_ITEMS,
+        default="default",
+    )
+    width: IntProperty(
+        name="Width",
+        description="Training width in pixels; frames are scaled to this size for training",
+        default=128,
+        min=16,
+        max=4096,
+    )
+    height: IntProperty(
+        name="Height",
+        description="Training height in pixels; frames are scaled to this size for training",
+        default=72,
+        min=16,
+        max=4096,
+    )
+    steps: IntProperty(
+        name="Steps",
+        description="Number of training steps (more learns the motion better, but takes longer)",
+        default=500,
+        min=1,
+        soft_max=100000,
+    )
+    device: EnumProperty(
+        name="Device",
+        description="Where the worker trains and generates",
+        items=DEVICE_ITEMS,
+        default="auto",
+    )
+    model_width: FloatProperty(
+        name="Model Width",
+        description="Scale of the networks' channel counts: lower is faster and smaller, "
+        "higher can learn more detail",
+        default=1.0,
+        min=0.0625,
+        max=4.0,
+    )
+    batch_size: IntProperty(
+        name="Batch Size",
+        description="Frame pairs per training step; 0 uses the preset's value. Lower it if the "
+        "GPU runs out of memory",
+        default=0,
+        min=0,
+        soft_max=64,
+    )
+    seed: IntProperty(
+        name="Seed",
+        description="Random seed: the same seed and settings give the same training run",
+        default=0,
+        min=0,
+    )
+    preview_every: IntProperty(
+        name="Preview Every",
+        description="Show a preview rollout every this many steps (0: no previews)",
+        default=50,
+        min=0,
+    )
+    resume: BoolProperty(
+        name="Continue Training",
+        description="Continue from the strip's checkpoint instead of starting a new model",
+        default=False,
+    )
+    model_dir: StringProperty(
+        name="Model Folder",
+        description="Where new checkpoints are saved; empty uses the extension's user folder",
+        default="",
+        subtype="DIR_PATH",
+    )
+    # -- extending -----------------------------------------------------------------------------
+    count: IntProperty(
+        name="Frames",
+        description="Number of new frames to generate",
+        default=16,
+        min=1,
+        soft_max=1000,
+    )
+    start: EnumProperty(
+        name="Start From",
+        description="Which frame the generated animation continues from",
+        items=START_ITEMS,
+        default="END",
+    )
+    output_dir: StringProperty(
+        name="Output Folder",
+        description="Where generated frames are written, in a subfolder named after the strip; "
+        "empty uses //fsgan/ next to a saved .blend, else the extension's user folder",
+        default="",
+        subtype="DIR_PATH",
+    )
+
+
+classes = (FSGAN_PG_settings,)
+
+
+def settings(context) -> FSGAN_PG_settings:
+    return context.scene.fsgan

@@ -1,0 +1,93 @@
+"""strips.py and paths.py against real strips: trims, offsets, playhead, // paths, names."""
+
+import os
+import shutil
+import sys
+
+import bpy
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _bl_common as bl  # noqa: E402
+
+
+def names(paths):
+    return [os.path.basename(p) for p in paths]
+
+
+def main():
+    args = bl.parser().parse_args(sys.argv[sys.argv.index("--") + 1 :])
+    addon = bl.load_addon(args)
+    S, P = addon.strips, addon.paths
+    scene = bpy.context.scene
+
+    strip = bl.add_image_strip("trimmed", args.frames, 16, channel=2, frame_start=10)
+    strip.frame_offset_start = 2
+    strip.frame_offset_end = 3
+    try:
+        S.context_frame_paths(strip, "PLAYHEAD", 5)
+        outside = None
+    except ValueError as exc:
+        outside = str(exc)
+    bl.result(
+        stage="trimmed",
+        final=[strip.frame_final_start, strip.frame_final_end],
+        visible=names(S.visible_frame_paths(strip)),
+        end_context=names(S.context_frame_paths(strip, "END", 0)),
+        playhead_context=names(S.context_frame_paths(strip, "PLAYHEAD", 15)),
+        outside=outside,
+        problem=S.strip_problem(strip),
+        resolution=S.strip_resolution(strip),
+    )
+
+    moved = bl.add_image_strip("moved", args.frames, 16, channel=3, frame_start=1)
+    moved.frame_start = 40  # moving keeps the trim; the content moves with it
+    moved.frame_offset_start = 14
+    bl.result(
+        stage="moved",
+        visible=names(S.visible_frame_paths(moved)),
+        problem=S.strip_problem(moved),
+        extend_problem=S.strip_problem(moved, min_frames=1),
+    )
+
+    # Relative (//) directories resolve against the saved .blend.
+    project = os.path.join(args.work, "project")
+    shutil.copytree(args.frames, os.path.join(project, "frames"))
+    bpy.ops.wm.save_as_mainfile(filepath=os.path.join(project, "scene.blend"))
+    rel = bl.add_image_strip("relative", os.path.join(project, "frames"), 4, channel=4)
+    rel.directory = "//frames/"
+    model = os.path.join(project, "models", "m.safetensors")
+    S.set_checkpoint(rel, model)
+    bl.result(
+        stage="relative",
+        paths=S.visible_frame_paths(rel),
+        stored=rel["fsgan_checkpoint"],
+        resolved=S.checkpoint_of(rel),
+        project=project,
+    )
+
+    # Channels: the lowest free channel at or above the preferred one.
+    bl.add_color_strip("c1", 5, 100, 120)
+    bl.add_color_strip("c2", 6, 110, 111)
+    collection = bl.top_strips()
+    bl.result(
+        stage="channels",
+        after_c1=S.free_channel(collection, 120, 130, 5),
+        overlapping=S.free_channel(collection, 105, 112, 5),
+        through_both=S.free_channel(collection, 90, 115, 5),
+    )
+
+    # Names from .blend files never escape the output folder.
+    scene.fsgan.output_dir = os.path.join(args.work, "out")
+    outputs = {}
+    for name in ("../../x", "/etc/passwd", "a/../../b", "..", "shot 01 é", "C:\\evil", ""):
+        outputs[name] = P.output_dir(scene.fsgan, name)
+    bl.result(
+        stage="names",
+        outputs=outputs,
+        base=os.path.realpath(os.path.join(args.work, "out")),
+        safe=[P.safe_name(n) for n in ("../../x", "a/b", ".hidden", "ok_name-1.2")],
+        next_number=P.next_free_number(args.frames, "frame_"),
+    )
+
+
+bl.run(main)

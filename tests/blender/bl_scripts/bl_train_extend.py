@@ -1,0 +1,73 @@
+"""Install the extension zip, train on a 16-frame strip, extend it, undo, save, reopen, extend.
+
+Run by tests/blender/test_train_extend.py inside real bpy.
+"""
+
+import os
+import sys
+
+import bpy
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _bl_common as bl  # noqa: E402
+
+
+def main():
+    p = bl.parser()
+    p.add_argument("--steps", type=int, default=4)
+    args = p.parse_args(sys.argv[sys.argv.index("--") + 1 :] if "--" in sys.argv else sys.argv[1:])
+    bl.load_addon(args)
+    scene = bpy.context.scene
+    scene.fsgan.batch_size = 2
+    scene.fsgan.preview_every = 2
+    scene.fsgan.output_dir = os.path.join(args.work, "generated")
+
+    source = bl.add_image_strip("walk", args.frames, 16, channel=1, frame_start=1)
+    source.colorspace_settings.name = "Non-Color"
+    # Obstacles: channel 1 is taken right after the strip, channel 2 a little later.
+    bl.add_color_strip("block1", 1, 17, 40)
+    bl.add_color_strip("block2", 2, 20, 22)
+    scene.sequence_editor.active_strip = source
+
+    train = bl.call_op(
+        bpy.ops.fsgan.train_on_strip,
+        steps=args.steps,
+        width=64,
+        height=36,
+        model_width=0.125,
+        device="cpu",
+    )
+    source = bl.top_strips()["walk"]
+    bl.result(stage="train", op=train, source=bl.describe(source))
+
+    bpy.ops.ed.undo_push(message="before extend")
+    extend = bl.call_op(bpy.ops.fsgan.extend_animation, "EXEC_DEFAULT", True, count=8)
+    bl.result(
+        stage="extend",
+        op=extend,
+        strips=[bl.describe(s) for s in bl.top_strips()],
+        active=scene.sequence_editor.active_strip.name,
+        torch_imported="torch" in sys.modules,
+    )
+
+    bpy.ops.ed.undo()
+    bl.result(stage="undo", strips=[s.name for s in bl.top_strips()])
+
+    blend = os.path.join(args.work, "saved.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=blend)
+    bpy.ops.wm.open_mainfile(filepath=blend)
+    scene = bpy.context.scene
+    source = bl.top_strips()["walk"]
+    reopened = bl.describe(source)
+    scene.sequence_editor.active_strip = source
+    again = bl.call_op(bpy.ops.fsgan.extend_animation, count=3)
+    bl.result(
+        stage="reopen",
+        source=reopened,
+        op=again,
+        strips=[bl.describe(s) for s in bl.top_strips()],
+        torch_imported="torch" in sys.modules,
+    )
+
+
+bl.run(main)

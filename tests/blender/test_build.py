@@ -1,0 +1,98 @@
+"""build.py: the zip's layout and manifest, validated by Blender's own extension tooling."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import sys
+import tomllib
+import zipfile
+
+import pytest
+
+from .conftest import ROOT
+
+sys.path.insert(0, str(ROOT))
+import build  # noqa: E402
+
+
+def test_zip_layout_and_manifest(built_zip):
+    with zipfile.ZipFile(built_zip) as z:
+        names = set(z.namelist())
+        manifest = tomllib.loads(z.read("blender_manifest.toml").decode())
+    # The add-on at the zip's root, the worker package beside it, nothing else.
+    for name in ("__init__.py", "operators.py", "panels.py", "properties.py", "preferences.py",
+                 "strips.py", "worker_client.py", "core/__main__.py", "core/protocol.py"):  # fmt: skip
+        assert name in names, name
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+    assert not [n for n in names if n.startswith(("tests/", "scripts/", "dist/"))]
+    assert manifest["schema_version"] == "1.0.0"
+    assert manifest["id"] == "fsgan_blender"
+    assert manifest["type"] == "add-on"
+    assert manifest["blender_version_min"] == "4.2.0"
+    assert manifest["license"] == ["SPDX:GPL-3.0-or-later"]
+    assert manifest["permissions"]["files"]
+    assert built_zip.name == f"fsgan_blender-{manifest['version']}.zip"
+
+
+def test_blender_tooling_rejects_a_bad_manifest(tmp_path):
+    good = (ROOT / "blender_manifest.toml").read_text()
+    tagline = tomllib.loads(good)["tagline"]
+    bad = good.replace(
+        tagline, "A tagline far longer than the sixty-four characters Blender allows"
+    )
+    assert bad != good
+    with pytest.raises(build.BuildError, match="tagline"):
+        build.build(tmp_path, manifest_text=bad)
+    assert not list(tmp_path.glob("*.zip"))
+
+
+def test_tooling_is_found_without_importing_bpy():
+    path = build.find_blender_ext()
+    assert path is not None and path.name == "blender_ext.py" and path.is_file()
+    assert "bpy" not in sys.modules
+
+
+def test_addon_never_imports_torch_or_core():
+    """Blender's process must not load torch: the add-on imports neither torch nor core."""
+    for path in (ROOT / "fsgan_blender").glob("*.py"):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                modules = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                modules = [("." * node.level) + (node.module or "")]
+            else:
+                continue
+            for module in modules:
+                root = module.lstrip(".").split(".")[0]
+                assert root not in {"torch", "numpy", "core", "safetensors", "PIL"}, (path, module)
+                assert not module.startswith(".."), (path, module)
+
+
+def _load_worker_client():
+    spec = importlib.util.spec_from_file_location(
+        "fsgan_worker_client", ROOT / "fsgan_blender" / "worker_client.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_addon_protocol_copy_matches_core():
+    from core import protocol
+
+    wc = _load_worker_client()
+    assert wc.PROTOCOL_VERSION == protocol.PROTOCOL_VERSION
+    assert tuple(wc.EVENTS) == tuple(protocol.EVENTS)
+    assert (wc.EXIT_OK, wc.EXIT_INTERNAL, wc.EXIT_BAD_INPUT, wc.EXIT_OOM) == (
+        protocol.EXIT_OK, protocol.EXIT_INTERNAL, protocol.EXIT_BAD_INPUT, protocol.EXIT_OOM,
+    )  # fmt: skip
+    lines = ['{"event": "progress", "step": 1}', "noise", '{"event": "nope"}', "[1]",
+             '{"event": "done", "cancelled": false}', "{broken", ""]  # fmt: skip
+    assert [wc.parse_event(x) for x in lines] == [protocol.parse_event(x) for x in lines]
+    # A job the add-on writes is one the worker accepts.
+    job = wc.make_job("extend", ["/a.png"], "/m.safetensors",
+                      extend={"count": 2, "out_dir": "/o"}, cancel_file="/c")  # fmt: skip
+    assert protocol.parse_job(job).extend == {"count": 2, "out_dir": "/o"}

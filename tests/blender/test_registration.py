@@ -1,0 +1,32 @@
+"""Registration of the installed extension: enable/disable cycles leave nothing behind."""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import bpy_params
+
+
+@pytest.mark.parametrize("python", bpy_params())
+def test_disable_enable_twice(python, blender, built_zip):
+    run = blender(python, "bl_enable_disable.py", "--zip", built_zip)
+    registered = {
+        "enabled": True,
+        "scene_prop": True,
+        "status_draws": 1,
+        "load_pre": 1,
+        "prefs": True,
+    }
+    for stage in ("installed", "enabled0", "enabled1"):
+        facts = run.stage(stage)
+        assert {k: facts[k] for k in registered} == registered, (stage, facts)
+        assert len(facts["classes"]) == 9, facts["classes"]
+        assert facts["settings_steps"] == 500  # scene.fsgan works, with its default
+    for stage in ("disabled0", "disabled1"):
+        facts = run.stage(stage)
+        assert facts["enabled"] is False
+        assert facts["scene_prop"] is False  # the PointerProperty is removed on unregister
+        assert facts["classes"] == []
+        assert facts["status_draws"] == 0
+        assert facts["load_pre"] == 0
+    assert "Traceback" not in run.output

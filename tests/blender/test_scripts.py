@@ -1,0 +1,65 @@
+"""The headless script and the README's demo, run as a user runs them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from .conftest import ROOT
+from .test_train_extend import png_size
+
+TINY = ["--width", "64", "--height", "36", "--model-width", "0.125", "--batch-size", "2",
+        "--device", "cpu"]  # fmt: skip
+
+
+def run_script(args, tmp_path, timeout=900):
+    env = dict(os.environ, HOME=str(tmp_path / "home"))
+    env.pop("FSGAN_PYTHON", None)
+    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=tmp_path)  # fmt: skip
+
+
+def test_headless_extend_script(blender, frames16, tmp_path):
+    blend = tmp_path / "shot.blend"
+    blender(sys.executable, "bl_make_blend.py", "--frames", frames16, "--blend", blend,
+            "--name", "shot 01/../x")  # fmt: skip
+    script = ROOT / "scripts" / "headless_extend.py"
+
+    wrong = run_script([script, "--blend", blend, "--strip", "nope", "--count", "2"], tmp_path)
+    assert wrong.returncode == 1
+    assert "error: Scene 'Scene' has no strip 'nope'; image strips: shot 01/../x." in wrong.stderr
+
+    out = tmp_path / "out"
+    proc = run_script([script, "--blend", blend, "--strip", "shot 01/../x", "--count", "4",
+                       "--steps", "3", *TINY, "--output-dir", out,
+                       "--model-dir", tmp_path / "models"], tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "FrameSequenceGAN: train step 3/3" in proc.stdout
+    assert "saved " + str(blend) in proc.stdout
+
+    strips = blender(sys.executable, "bl_inspect.py", "--blend", blend).stage("inspect")["strips"]
+    source = next(s for s in strips if s["name"] == "shot 01/../x")
+    new = [s for s in strips if s is not source]
+    assert len(new) == 1 and len(new[0]["files"]) == 4
+    assert new[0]["start"] == source["end"] == 21
+    assert os.path.realpath(new[0]["directory"]) == os.path.realpath(out / "shot 01___x")
+    assert source["checkpoint"] and os.path.isfile(source["checkpoint"])
+    assert os.path.dirname(source["checkpoint"]) == str(tmp_path / "models")
+    assert source["checkpoint_stored"].startswith("//models/")  # relative to the saved .blend
+
+
+def test_blender_demo(tmp_path):
+    out = tmp_path / "demo"
+    proc = run_script([ROOT / "scripts" / "blender_demo.py", "--out", out, "--frames", "8",
+                       "--count", "4", "--steps", "3", "--model-width", "0.125",
+                       "--batch-size", "2", "--device", "cpu"], tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "demo finished" in proc.stdout
+    assert (out / "demo.blend").is_file()
+    generated = sorted((out / "generated" / "bouncing_ball").glob("*.png"))
+    assert len(generated) == 4
+    assert all(png_size(str(p)) == (64, 36) for p in generated)
+    assert png_size(str(out / "contact_sheet.png"))[0] > 4 * 64
+    assert list((out / "models").glob("*.safetensors"))
+    assert list((out / "dist").glob("fsgan_blender-*.zip"))

@@ -1,0 +1,53 @@
+"""Frame paths from real strips (trims, offsets, playhead, // paths) and safe output paths."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from .conftest import bpy_params
+
+
+def frames(a: int, b: int) -> list[str]:
+    return [f"frame_{i:04d}.png" for i in range(a, b + 1)]
+
+
+@pytest.mark.parametrize("python", bpy_params())
+def test_strip_frames_and_paths(python, blender, built_zip, frames16, tmp_path):
+    run = blender(python, "bl_strips.py", "--zip", built_zip, "--frames", frames16,
+                  "--work", tmp_path)  # fmt: skip
+
+    trimmed = run.stage("trimmed")
+    # 16 frames from frame 10, trimmed by 2 at the start and 3 at the end: frames 3-13 show.
+    assert trimmed["final"] == [12, 23]
+    assert trimmed["visible"] == frames(3, 13)
+    assert trimmed["end_context"] == frames(6, 13)  # the last 8, ending at the last visible
+    assert trimmed["playhead_context"] == frames(3, 6)  # frame 15 shows frame_0006
+    assert "playhead (frame 5) is not over the strip 'trimmed'" in trimmed["outside"]
+    assert trimmed["problem"] is None
+    assert trimmed["resolution"] == [64, 36]
+
+    moved = run.stage("moved")
+    assert moved["visible"] == frames(15, 16)
+    assert "shows 2 frames; at least 3 are needed" in moved["problem"]
+    assert moved["extend_problem"] is None
+
+    relative = run.stage("relative")
+    project = relative["project"]
+    assert relative["paths"] == [os.path.join(project, "frames", f) for f in frames(1, 4)]
+    assert relative["stored"] == "//models/m.safetensors"  # saved relative to the .blend
+    assert relative["resolved"] == os.path.join(project, "models", "m.safetensors")
+
+    channels = run.stage("channels")
+    assert channels["after_c1"] == 5  # touching end to start is no overlap
+    assert channels["overlapping"] == 7  # 5 and 6 are taken in 105-112
+    assert channels["through_both"] == 7
+
+    names = run.stage("names")
+    base = names["base"]
+    for name, out in names["outputs"].items():
+        assert os.path.commonpath([base, os.path.realpath(out)]) == base, (name, out)
+        assert os.path.dirname(out) == base, (name, out)
+    assert names["safe"] == ["___x", "a_b", "hidden", "ok_name-1.2"]
+    assert names["next_number"] == 17

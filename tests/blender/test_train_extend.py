@@ -1,0 +1,79 @@
+"""Install the built extension in real Blender, train on a strip, extend it, undo, save, reopen."""
+
+from __future__ import annotations
+
+import os
+import struct
+
+import pytest
+
+from .conftest import bpy_params
+
+
+def png_size(path: str) -> tuple[int, int]:
+    with open(path, "rb") as f:
+        head = f.read(24)
+    assert head[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    return struct.unpack(">II", head[16:24])
+
+
+def overlaps(a: dict, b: dict) -> bool:
+    return a["channel"] == b["channel"] and a["start"] < b["end"] and b["start"] < a["end"]
+
+
+@pytest.mark.parametrize("python", bpy_params())
+def test_install_train_extend_undo_reopen(python, blender, built_zip, frames16, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    run = blender(python, "bl_train_extend.py", "--zip", built_zip, "--frames", frames16,
+                  "--work", work)  # fmt: skip
+
+    # Train: the operator finished and the strip remembers an existing checkpoint.
+    train = run.stage("train")
+    assert train["op"] == {"ret": ["FINISHED"], "error": None}, train
+    checkpoint = train["source"]["checkpoint"]
+    assert checkpoint and checkpoint.endswith(".safetensors")
+    assert os.path.isfile(checkpoint), checkpoint
+    # Stored in the extension's user folder (the default), inside the temporary HOME.
+    assert os.path.join("extensions", ".user", "user_default", "fsgan_blender", "models") in (
+        checkpoint
+    )
+    assert "FrameSequenceGAN: train step" in run.output  # background mode prints progress
+
+    # Extend: 8 new PNGs at the source's size, in a new strip right after the source, on a
+    # channel where it overlaps nothing (channels 1 and 2 are blocked by colour strips).
+    extend = run.stage("extend")
+    assert extend["op"] == {"ret": ["FINISHED"], "error": None}, extend
+    assert extend["torch_imported"] is False
+    by_name = {s["name"]: s for s in extend["strips"]}
+    source = by_name["walk"]
+    new = [s for s in extend["strips"] if s["name"] not in ("walk", "block1", "block2")]
+    assert len(new) == 1, extend["strips"]
+    new = new[0]
+    assert new["type"] == "IMAGE"
+    assert len(new["files"]) == 8
+    assert new["start"] == source["end"] == 17
+    assert new["end"] == 25
+    assert new["channel"] == 3
+    assert not any(overlaps(new, other) for other in extend["strips"] if other is not new)
+    assert new["colorspace"] == "Non-Color"  # the source's colour space
+    assert extend["active"] == new["name"]
+    assert new["checkpoint"] == checkpoint  # the new strip can be extended again
+    out_dir = os.path.realpath(new["directory"])
+    assert out_dir == os.path.realpath(work / "generated" / "walk")
+    for name in new["files"]:
+        assert png_size(os.path.join(out_dir, name)) == (64, 36)
+    assert not [f for f in os.listdir(out_dir) if not f.endswith(".png")]  # no temp files left
+
+    # Ctrl-Z removes the new strip and only it.
+    assert sorted(run.stage("undo")["strips"]) == ["block1", "block2", "walk"]
+
+    # Save + reopen: the checkpoint reference survives and Extend works again; numbering
+    # continues, so the frames of the first (undone) run are not overwritten.
+    reopen = run.stage("reopen")
+    assert reopen["source"]["checkpoint"] == checkpoint
+    assert reopen["op"] == {"ret": ["FINISHED"], "error": None}, reopen
+    again = [s for s in reopen["strips"] if s["name"] not in ("walk", "block1", "block2")]
+    assert len(again) == 1 and len(again[0]["files"]) == 3
+    assert again[0]["files"][0].endswith("0009.png")
+    assert reopen["torch_imported"] is False
