@@ -200,6 +200,22 @@ class StopFlag:
     def _handler(self, signum, frame) -> None:
         self.flag = True
 
+    def watch_stdin(self) -> None:
+        """Stop when stdin reaches end-of-file: the parent (Blender) holds the other end of
+        the pipe, and the OS closes it when the parent exits or is killed, so a worker never
+        outlives Blender as an orphan. It still saves its checkpoint before it ends."""
+        import threading
+
+        def watch() -> None:
+            try:
+                while sys.stdin.buffer.read(4096):
+                    pass
+            except (OSError, ValueError):
+                pass
+            self.flag = True
+
+        threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
     def __call__(self) -> bool:
         if self.cancel_file and os.path.exists(self.cancel_file):
             self.flag = True
@@ -284,6 +300,8 @@ def cmd_worker(args) -> int:
         return EXIT_BAD_INPUT
     stop = StopFlag(job.cancel_file)
     stop.install()
+    if args.parent_watch:
+        stop.watch_stdin()
     try:
         if job.kind == "train":
 
@@ -309,7 +327,10 @@ def cmd_worker(args) -> int:
                     "The extend settings need 'out_dir' and take only count, out_dir, "
                     "prefix, start_number, size and device."
                 )
-            emit("started", kind="extend", device=ext.get("device", "auto"), pid=os.getpid())
+            from .device import pick_device
+
+            rt = pick_device(ext.get("device", "auto"))
+            emit("started", kind="extend", device=rt.describe(), pid=os.getpid())
             paths = extend(
                 job.checkpoint,
                 job.frames,
@@ -318,13 +339,14 @@ def cmd_worker(args) -> int:
                 prefix=ext.get("prefix", "frame_"),
                 start_number=int(ext.get("start_number", 1)),
                 size=ext.get("size", "source"),
-                device=ext.get("device", "auto"),
                 on_frame=lambda i, n, p: emit("frame", index=i, total=n, path=p),
+                should_stop=stop,
+                runtime=rt,
             )
             emit(
                 "done",
                 kind="extend",
-                cancelled=False,
+                cancelled=stop.flag,
                 checkpoint=job.checkpoint,
                 frames=paths,
                 step=None,
@@ -481,6 +503,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("worker", help="run a job file and print JSON events (for the add-on)")
     w.add_argument("--job", required=True, help="the job file (see core/protocol.py)")
+    w.add_argument(
+        "--parent-watch",
+        action="store_true",
+        help="end the job (saving its checkpoint) when stdin closes, i.e. when the parent exits",
+    )
     w.set_defaults(func=cmd_worker)
 
     est = sub.add_parser("estimate", help="estimate the memory a training job needs")

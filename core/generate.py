@@ -76,26 +76,32 @@ def extend(
     size: str = "source",
     device: str = "auto",
     on_frame: Callable[[int, int, str], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    runtime: Runtime | None = None,
 ) -> list[str]:
     """Generate ``count`` frames after ``frames`` (context; the last is the start frame) and
     write ``<out_dir>/<prefix><number:04d>.png``. ``size``: 'source' scales back to the start
-    frame's size, 'train' keeps the training resolution. Returns the written paths."""
+    frame's size, 'train' keeps the training resolution. Returns the written paths (fewer than
+    ``count`` when ``should_stop`` said stop; every returned file is complete)."""
     if count < 1:
         raise ValueError("The number of frames to generate must be at least 1.")
     if size not in ("source", "train"):
         raise ValueError(f"size must be 'source' or 'train', not {size!r}.")
     if os.sep in prefix or (os.altsep and os.altsep in prefix) or ".." in prefix:
         raise ValueError("The file name prefix must not contain path separators.")
-    rt = pick_device(device)
+    rt = runtime or pick_device(device)
     g, mcfg, _ = load_generator(checkpoint, rt)
     ctx_paths = frames[-mcfg.context :]
     clip = load_clip(ctx_paths, mcfg.width, mcfg.height, channels=mcfg.channels)
-    ctx = context_tensor(clip.frames, mcfg.context)
-    out = rollout(g, ctx, count, rt)  # (count, C, H, W)
+    ctx = context_tensor(clip.frames, mcfg.context)  # (K, C, H, W)
     os.makedirs(out_dir, exist_ok=True)
     box: Letterbox = clip.letterbox
     paths = []
-    for i, frame in enumerate(out):
+    for i in range(count):  # one frame at a time: each is on disk before the next, cancellable
+        if should_stop and should_stop():
+            break
+        frame = rollout(g, ctx, 1, rt)[0]  # (C, H, W)
+        ctx = torch.cat([ctx[1:], frame[None].to(ctx.device)])
         img = tensor_to_image(frame)
         if size == "source":
             img = box.undo(img)

@@ -29,12 +29,15 @@ Events, one JSON object per line on stdout, each with an ``"event"`` key:
     checkpoint  {"step", "path"}                 a complete checkpoint is on disk
     frame       {"index", "total", "path"}       extend: one generated frame is on disk
     done        {"kind", "cancelled", "checkpoint", "frames", "step"}
-    error       {"message", "code": "bad_input" | "out_of_memory" | "cancelled" | "internal",
-                 "hint"}
+    error       {"message", "code": "bad_input" | "out_of_memory" | "io" |
+                 "missing_dependency" | "internal", "hint"}
+    log         {"message"}                      e.g. an automatic retry at a smaller batch
 
-Exit status: 0 done (also after a cancel, with ``"cancelled": true``), 2 bad input,
-3 out of memory, 1 any other failure. SIGTERM, SIGINT or the cancel file make a training job save
-a valid checkpoint at the last completed step and finish with ``done``.
+Exit status: 0 done (also after a cancel, with ``"cancelled": true``), 2 bad input (or a missing
+requirement), 3 out of memory, 1 any other failure. SIGTERM, SIGINT or the cancel file make a
+training job save a valid checkpoint at the last completed step and finish with ``done``; an
+extend job stops after the frame it is writing. ``--parent-watch``: EOF on stdin (the parent
+died) counts as a cancel.
 """
 
 from __future__ import annotations

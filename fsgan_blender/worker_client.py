@@ -92,7 +92,9 @@ def check_python(path: str, source: str = "preference") -> str:
 
 def worker_command(python: str, job_path: str) -> list[str]:
     # An argument list, never a shell string: paths with spaces or quotes stay one argument.
-    return [python, "-u", "-m", "core", "worker", "--job", job_path]
+    # --parent-watch: the worker ends (saving its checkpoint) when Blender's end of the stdin
+    # pipe closes, so a Blender that dies leaves no orphan worker behind.
+    return [python, "-u", "-m", "core", "worker", "--job", job_path, "--parent-watch"]
 
 
 def worker_env(core_parent: str, extra_paths: tuple[str, ...] = ()) -> dict[str, str]:

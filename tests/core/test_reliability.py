@@ -171,3 +171,87 @@ def test_checkpoint_for_another_resolution_is_a_clear_error(tmp_path, clip_dir):
         "cpu",
     )
     assert r.returncode == 2 and "other model settings" in r.stderr, r.stderr
+
+
+def test_worker_ends_when_its_parent_goes_away(tmp_path, clip_dir):
+    """--parent-watch: closing stdin (what the OS does when Blender dies) stops training with a
+    saved checkpoint instead of leaving an orphan process."""
+    job = _job(tmp_path, clip_dir, 10_000)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "core", "worker", "--job", str(job), "--parent-watch"],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    try:
+        _wait_for(proc, "checkpoint", 1)
+        proc.stdin.close()
+        rest = [parse_event(line) for line in proc.stdout]
+        assert proc.wait(timeout=60) == 0
+    finally:
+        proc.kill()
+    assert [e for e in rest if e and e["event"] == "done"][-1]["cancelled"] is True
+    assert load_checkpoint(str(tmp_path / "model.safetensors")).step >= 1
+
+
+def test_extend_job_honours_cancel(tmp_path, clip_dir):
+    from .conftest import run_cli
+
+    ckpt = tmp_path / "m.safetensors"
+    r = run_cli(
+        "train",
+        "--frames",
+        clip_dir,
+        "--out",
+        ckpt,
+        "--steps",
+        1,
+        "--width",
+        32,
+        "--height",
+        32,
+        "--width-mult",
+        0.125,
+        "--batch-size",
+        2,
+        "--device",
+        "cpu",
+    )
+    assert r.returncode == 0, r.stderr
+    cancel = tmp_path / "cancel"
+    cancel.write_text("")  # cancelled before it starts: no frame is written, done says so
+    job = {
+        "kind": "extend",
+        "frames": [str(clip_dir / "frame_0016.png")],
+        "checkpoint": str(ckpt),
+        "extend": {"count": 5, "out_dir": str(tmp_path / "out"), "device": "cpu"},
+        "cancel_file": str(cancel),
+    }
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    r = run_cli("worker", "--job", tmp_path / "job.json")
+    done = parse_event(r.stdout.strip().splitlines()[-1])
+    assert r.returncode == 0 and done["cancelled"] is True and done["frames"] == []
+    assert os.listdir(tmp_path / "out") == []
+
+
+def test_missing_torch_is_an_error_event(tmp_path):
+    """A worker Python without PyTorch answers with an error event, not a traceback."""
+    (tmp_path / "torch").mkdir()
+    (tmp_path / "torch" / "__init__.py").write_text(
+        "raise ImportError('No module named torch', name='torch')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+    r = subprocess.run(
+        [sys.executable, "-m", "core", "worker", "--job", "x.json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    ev = parse_event(r.stdout.strip())
+    assert r.returncode == 2 and ev["code"] == "missing_dependency" and "torch" in ev["message"]
+    assert "Traceback" not in r.stderr

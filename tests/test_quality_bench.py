@@ -1,0 +1,80 @@
+"""Smoke test of the quality benchmark (bench/quality.py): two clips, tiny models, two steps.
+
+It checks the machinery and the metrics' sanity, not the models' quality (docs/QUALITY.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import torch  # noqa: E402
+import torchmetrics  # noqa: F401,E402  (a dev dependency: a missing one must fail, not skip)
+
+from bench import quality  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("quality")
+    argv = ["--profile", "smoke", "--clips", "static,scrolling_background", "--steps", "2",
+            "--device", "cpu", "--threads", "1", "--out", str(out),
+            "--sheets", str(out / "sheets")]  # fmt: skip
+    threads = torch.get_num_threads()
+    try:  # one thread: tiny models gain nothing from more, and CI machines are shared
+        assert quality.main(argv) == 0
+    finally:
+        torch.set_num_threads(threads)
+    with open(out / "results.json") as f:
+        return json.load(f), out
+
+
+def test_table_is_produced(run, capsys):
+    doc, out = run
+    assert set(doc["results"]) == {"static", "scrolling_background"}
+    for res in doc["results"].values():
+        assert set(res) == set(quality.METHODS)
+        for r in res.values():
+            assert set(r["rollout"]) == {"1", "5", "10", "20"}
+            assert r["stability"]["frames"] == 100
+    table = quality.markdown_table(doc["results"], quality.METHODS)
+    assert "| **mean** | default |" in table and "| static | copy_last |" in table
+    assert (out / "sheets" / "static.png").is_file()
+
+
+def test_copy_last_is_perfect_on_the_static_clip(run):
+    r = run[0]["results"]["static"]["copy_last"]
+    assert r["one_step"]["ssim"] == pytest.approx(1.0)
+    assert r["one_step"]["psnr"] == quality.PSNR_CAP
+    for k in ("1", "5", "10", "20"):
+        assert r["rollout"][k]["ssim"] == pytest.approx(1.0)
+        assert r["rollout"][k]["psnr"] == quality.PSNR_CAP
+    assert r["motion"]["ratio"] is None  # the real clip does not move
+    assert r["stability"]["stable"]
+
+
+def test_linear_extrapolation_beats_copy_last_at_constant_velocity(run):
+    res = run[0]["results"]["scrolling_background"]
+    lin, copy = res["linear"], res["copy_last"]
+    assert lin["one_step"]["psnr"] > copy["one_step"]["psnr"]
+    assert lin["one_step"]["ssim"] > copy["one_step"]["ssim"]
+    assert lin["rollout"]["1"]["ssim"] > copy["rollout"]["1"]["ssim"]
+
+
+def test_copy_last_has_no_motion(run):
+    res = run[0]["results"]["scrolling_background"]
+    assert res["copy_last"]["motion"]["ratio"] == 0.0
+    assert 0.5 < res["linear"]["motion"]["ratio"] < 1.5
+
+
+def test_learned_methods_are_finite(run):
+    for res in run[0]["results"].values():
+        for m in ("paper", "default"):
+            assert res[m]["stability"]["finite"]
+            assert res[m]["train"]["steps"] == 2
