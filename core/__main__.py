@@ -18,7 +18,7 @@ except ImportError as exc:  # torch (or another requirement) is not installed fo
                     "event": "error",
                     "message": message,
                     "code": "missing_dependency",
-                    "hint": "python",
+                    "hint": "",
                 }
             ),
             flush=True,

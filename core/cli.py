@@ -207,8 +207,11 @@ class StopFlag:
         import threading
 
         def watch() -> None:
+            # os.read on the descriptor, not sys.stdin's buffered reader: a daemon thread
+            # blocked inside the buffer's lock aborts the interpreter at exit.
             try:
-                while sys.stdin.buffer.read(4096):
+                fd = sys.stdin.fileno()
+                while os.read(fd, 4096):
                     pass
             except (OSError, ValueError):
                 pass
@@ -356,7 +359,7 @@ def cmd_worker(args) -> int:
         from .estimate import MemoryEstimateError
 
         if isinstance(exc, MemoryEstimateError):
-            emit("error", message=str(exc), code="out_of_memory", hint="batch_size")
+            emit("error", message=str(exc), code="out_of_memory", hint="")
             return EXIT_OOM
         emit("error", message=str(exc), code="bad_input", hint="")
         return EXIT_BAD_INPUT
@@ -365,7 +368,7 @@ def cmd_worker(args) -> int:
         return EXIT_BAD_INPUT
     except Exception as exc:  # reported as an event: the add-on must never see a bare traceback
         if is_oom(exc):
-            emit("error", message=OOM_HINT, code="out_of_memory", hint="batch_size")
+            emit("error", message=OOM_HINT, code="out_of_memory", hint="")
             return EXIT_OOM
         import traceback
 

@@ -12,7 +12,7 @@ from .train import TrainConfig, Trainer, fit
 
 DEMO_FRAMES = 48
 DEMO_W, DEMO_H = 96, 56
-DEMO_STEPS = 400
+DEMO_STEPS = 300
 
 
 def run_demo(out: str, steps: int | None = None, device: str = "auto", log=print) -> dict:
@@ -21,7 +21,7 @@ def run_demo(out: str, steps: int | None = None, device: str = "auto", log=print
     paths = write_frames(make_clip("bouncing_ball", DEMO_FRAMES, DEMO_W, DEMO_H), src_dir)
     clip = load_clip(paths, DEMO_W, DEMO_H)
     mcfg = ModelConfig(
-        preset="default", width=DEMO_W, height=DEMO_H, channels=clip.channels, width_mult=0.5
+        preset="default", width=DEMO_W, height=DEMO_H, channels=clip.channels, width_mult=0.25
     )
     tcfg = TrainConfig(steps=steps or DEMO_STEPS, device=device, preview_every=0, log_every=25)
     trainer = Trainer(clip, mcfg, tcfg)
@@ -37,11 +37,11 @@ def run_demo(out: str, steps: int | None = None, device: str = "auto", log=print
 
     ckpt = os.path.join(out, "model.safetensors")
     fit(trainer, ckpt, progress)
-    generated = extend(ckpt, paths, 24, gen_dir, device=device)
+    generated = extend(ckpt, paths, 16, gen_dir, device=device)
     sheet = contact_sheet(
-        [paths[-24:], generated],
+        [paths[-8:], generated[:8], generated[8:]],
         os.path.join(out, "contact_sheet.png"),
         cell=96,
-        labels=["source", "generated"],
+        labels=["source", "generated", "generated"],
     )
     return {"checkpoint": ckpt, "source": src_dir, "generated": gen_dir, "contact_sheet": sheet}

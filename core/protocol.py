@@ -144,8 +144,15 @@ def emit(event: str, stream: IO[str] | None = None, **fields: Any) -> None:
     """Print one event as one JSON line and flush, so the reader sees it at once."""
     assert event in EVENTS, event
     stream = stream or sys.stdout
-    stream.write(json.dumps(_finite({"event": event, **fields}), default=str) + "\n")
-    stream.flush()
+    try:
+        stream.write(json.dumps(_finite({"event": event, **fields}), default=str) + "\n")
+        stream.flush()
+    except BrokenPipeError:
+        # The reader (Blender) is gone: keep working so a cancelled job can still save its
+        # checkpoint, and send further output nowhere.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
 
 
 def _finite(obj: Any) -> Any:

@@ -255,3 +255,32 @@ def test_missing_torch_is_an_error_event(tmp_path):
     ev = parse_event(r.stdout.strip())
     assert r.returncode == 2 and ev["code"] == "missing_dependency" and "torch" in ev["message"]
     assert "Traceback" not in r.stderr
+
+
+def test_parent_watch_worker_exits_cleanly_while_stdin_is_open(tmp_path, clip_dir):
+    """A job that finishes while its parent still holds stdin open exits 0 (the watcher thread
+    must not abort the interpreter at exit)."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "core",
+            "worker",
+            "--job",
+            str(_job(tmp_path, clip_dir, 1)),
+            "--parent-watch",
+        ],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    try:
+        out = proc.stdout.read()  # stdin stays open until the worker has exited
+        code = proc.wait(timeout=120)
+    finally:
+        proc.stdin.close()
+        proc.kill()
+    assert code == 0, proc.stderr.read()
+    assert b'"event": "done"' in out
