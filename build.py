@@ -1,6 +1,7 @@
 """Build the Blender extension zip: dist/fsgan_blender-<version>.zip.
 
     python build.py [--out-dir dist] [--blender-ext PATH | --blender PATH] [--no-validate]
+    python build.py --with-wheels --platform linux-x64 [--variant cpu|cuda] [--wheels-dir DIR]
 
 The zip holds the root manifest, the add-on package (fsgan_blender/*, at the zip's root, as
 Blender expects) and a copy of core/ (the worker, started as ``python -m core worker``). It is
@@ -8,12 +9,21 @@ built and then validated by Blender's own extension tooling: the ``blender_ext.p
 inside Blender and inside the ``bpy`` package from PyPI (found without importing bpy), or a
 Blender executable's ``--command extension build|validate``.
 
-Only the standard library is used, so this runs with any Python 3.11+.
+With ``--with-wheels`` the zip also carries PyTorch and the worker's other requirements as wheels
+for one platform and Blender's Python (3.11 in Blender 4.2-5.0), downloaded with ``pip download``
+and listed in the staged manifest's ``wheels = [...]`` with ``platforms = [<platform>]``: Blender
+installs them with the extension, with no network. The zip is then named
+``fsgan_blender-<version>-<platform>.zip`` (like ``blender_ext.py build --split-platforms``).
+Markers in requirements are evaluated for the machine running pip, so build each platform's
+bundle on that platform (or check the wheel list) when dependencies differ per platform.
+
+Only the standard library is used, so this runs with any Python 3.11+ (with pip for wheels).
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import glob
 import importlib.util
 import os
@@ -28,6 +38,19 @@ ROOT = Path(__file__).resolve().parent
 MANIFEST = ROOT / "blender_manifest.toml"
 ADDON_DIR = ROOT / "fsgan_blender"
 CORE_DIR = ROOT / "core"
+
+# Bundled builds: pip's platform tags and the PyTorch index of each (platform, variant).
+BLENDER_PYTHON = "3.11"  # Blender 4.2 LTS to 5.0 ship Python 3.11
+WHEEL_PLATFORMS = {
+    "linux-x64": ["manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"],
+    "windows-x64": ["win_amd64"],
+    "macos-arm64": ["macosx_14_0_arm64", "macosx_11_0_arm64"],
+}
+PYPI = "https://pypi.org/simple"
+TORCH_INDEX = {
+    "cpu": "https://download.pytorch.org/whl/cpu",
+    "cuda": "https://download.pytorch.org/whl/cu128",
+}
 
 # Never shipped: caches, tests, editor and build leftovers.
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", "tests", ".*", "*.zip")
@@ -156,6 +179,98 @@ def build(
     return zip_path
 
 
+def worker_requirements() -> list[str]:
+    """The pinned worker requirements, read from fsgan_blender/installer.py (one source)."""
+    tree = ast.parse((ADDON_DIR / "installer.py").read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "REQUIREMENTS" for t in node.targets
+        ):
+            return list(ast.literal_eval(node.value))
+    raise BuildError("fsgan_blender/installer.py defines no REQUIREMENTS.")
+
+
+def download_command(
+    platform: str, variant: str, dest: Path, torch_index: str | None = "auto"
+) -> list[str]:
+    """``pip download`` of the worker's requirements as wheels for ``platform``.
+
+    ``torch_index``: "auto" (PyTorch's index of the variant, PyPI for the rest; PyPI alone on
+    macOS), a URL, or None for pip's own configuration (a mirror, or a local wheel store).
+    """
+    if platform not in WHEEL_PLATFORMS:
+        raise BuildError(f"Unknown platform {platform!r}; choose one of {sorted(WHEEL_PLATFORMS)}.")
+    if variant not in TORCH_INDEX:
+        raise BuildError(f"Unknown variant {variant!r}; choose cpu or cuda.")
+    if platform == "macos-arm64" and variant == "cuda":
+        raise BuildError("There is no CUDA build of PyTorch for macOS; use --variant cpu (MPS).")
+    cmd = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--dest", str(dest)]
+    cmd += ["--python-version", BLENDER_PYTHON, "--implementation", "cp"]
+    for tag in WHEEL_PLATFORMS[platform]:
+        cmd += ["--platform", tag]
+    if torch_index == "auto":
+        # PyPI's macOS torch is the MPS build; PyTorch's index serves +cpu / +cu128 builds.
+        torch_index = None if platform == "macos-arm64" else TORCH_INDEX[variant]
+        if torch_index is None:
+            cmd += ["--index-url", PYPI]
+    if torch_index:
+        cmd += ["--index-url", torch_index, "--extra-index-url", PYPI]
+    return cmd + worker_requirements()
+
+
+def manifest_with_wheels(text: str, wheels: list[str], platform: str) -> str:
+    """The manifest text plus ``platforms`` and ``wheels`` (top-level keys, before any table)."""
+    lines = text.splitlines()
+    at = next((i for i, line in enumerate(lines) if line.lstrip().startswith("[")), len(lines))
+    listed = ",\n".join(f'  "./wheels/{name}"' for name in wheels)
+    added = [
+        f'platforms = ["{platform}"]',
+        "# Installed by Blender with the extension; the worker finds them (preferences.py).",
+        f"wheels = [\n{listed},\n]",
+        "",
+    ]
+    return "\n".join(lines[:at] + added + lines[at:]) + "\n"
+
+
+def build_with_wheels(
+    platform: str,
+    variant: str = "cpu",
+    out_dir: Path = ROOT / "dist",
+    *,
+    wheels_dir: Path | None = None,
+    torch_index: str | None = "auto",
+    **kwargs,
+) -> Path:
+    """Download the wheels for ``platform`` and build ``<id>-<version>-<platform>.zip``."""
+    with tempfile.TemporaryDirectory(prefix="fsgan_wheels_") as tmp:
+        dest = Path(wheels_dir) if wheels_dir else Path(tmp)
+        dest.mkdir(parents=True, exist_ok=True)
+        cmd = download_command(platform, variant, dest, torch_index)
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise BuildError(
+                "pip download failed:\n$ "
+                + subprocess.list2cmdline(cmd)
+                + "\n"
+                + (proc.stdout + proc.stderr)[-4000:]
+            )
+        wanted = {_dist_name(r) for r in worker_requirements()}
+        wheels = sorted(p.name for p in dest.glob("*.whl"))
+        if not wanted <= {_dist_name(w.split("-")[0]) for w in wheels}:
+            raise BuildError(f"pip download did not produce wheels for all of {sorted(wanted)}.")
+        manifest = read_manifest()
+        text = manifest_with_wheels(MANIFEST.read_text(encoding="utf-8"), wheels, platform)
+        name = f"{manifest['id']}-{manifest['version']}-{platform.replace('-', '_')}.zip"
+        extra = {f"wheels/{w}": dest / w for w in wheels}
+        return build(out_dir, manifest_text=text, extra_files=extra, out_name=name, **kwargs)
+
+
+def _dist_name(requirement: str) -> str:
+    import re
+
+    return re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0].lower().replace("-", "_")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out-dir", type=Path, default=ROOT / "dist", help="output folder")
@@ -164,14 +279,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-validate", action="store_true", help="zip without Blender's tooling (not for release)"
     )
+    parser.add_argument(
+        "--with-wheels", action="store_true", help="bundle PyTorch & co. as wheels (one platform)"
+    )
+    parser.add_argument("--platform", choices=sorted(WHEEL_PLATFORMS), help="for --with-wheels")
+    parser.add_argument(
+        "--variant", choices=sorted(TORCH_INDEX), default="cpu", help="PyTorch build (default cpu)"
+    )
+    parser.add_argument(
+        "--wheels-dir", type=Path, default=None, help="keep (and reuse) downloaded wheels here"
+    )
+    parser.add_argument(
+        "--torch-index",
+        default="auto",
+        help="PyTorch index URL; 'auto' = the variant's index at download.pytorch.org; 'none' = "
+        "pip's own configuration (a mirror or local wheel store)",
+    )
     args = parser.parse_args(argv)
+    common = dict(validate=not args.no_validate, blender=args.blender, blender_ext=args.blender_ext)
     try:
-        path = build(
-            args.out_dir,
-            validate=not args.no_validate,
-            blender=args.blender,
-            blender_ext=args.blender_ext,
-        )
+        if args.with_wheels:
+            if not args.platform:
+                parser.error("--with-wheels needs --platform")
+            index = None if args.torch_index == "none" else args.torch_index
+            path = build_with_wheels(
+                args.platform,
+                args.variant,
+                args.out_dir,
+                wheels_dir=args.wheels_dir,
+                torch_index=index,
+                **common,
+            )
+        else:
+            path = build(args.out_dir, **common)
     except BuildError as exc:
         print(f"build.py: {exc}", file=sys.stderr)
         return 1

@@ -81,7 +81,7 @@ PROFILES = {
         height=48,
         frames=80,
         paper={"width_mult": 0.125, "steps": 120},
-        default={"width_mult": 0.25, "steps": 120},
+        default={"width_mult": 0.25, "steps": 240},
     ),
     # CI's smoke test: tiny frames and models, a few steps; checks the machinery, not quality.
     "smoke": Profile(
@@ -97,7 +97,7 @@ PROFILES = {
         height=96,
         frames=128,
         paper={"width_mult": 1.0, "steps": 4000},
-        default={"width_mult": 1.0, "steps": 4000},
+        default={"width_mult": 1.0, "steps": 8000},
     ),
 }
 
@@ -106,7 +106,8 @@ ABLATIONS = {
     "default": {},
     "context 1 (I_t only)": {"context": 1},
     "no L1 term": {"l1_weight": 0.0},
-    "unroll 1": {"unroll": 1},
+    "unroll 2 (half the steps: same cost)": {"unroll": 2, "steps": 120},
+    "paper's learning rates (2e-4)": {"lr_g": 2e-4, "lr_d": 2e-4},
     "no adversarial terms (L1 only)": {"adv_weight": 0.0},
     "no DiffAugment": {"diffaug": ""},
     "no EMA": {"ema": 0.0},

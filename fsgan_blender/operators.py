@@ -13,8 +13,12 @@ strip that Extend added.
 from __future__ import annotations
 
 import atexit
+import glob
+import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 
 import bpy
@@ -24,10 +28,83 @@ from . import paths, preferences, strips, worker_client
 from .properties import DEVICE_ITEMS, PRESET_ITEMS, START_ITEMS
 
 LOG_PREFIX = "FrameSequenceGAN:"
+GB = 2**30
+ESTIMATE_TIMEOUT_S = 60.0
+# What to lower when a job does not fit, in the panel's words (not the CLI's flags).
+MEMORY_ADVICE = (
+    "lower Batch Size (Training > Advanced), Resolution X/Y or Model Width, or set Device to CPU"
+)
+
+# The last finished job, for the panels: a failure stays visible after the job is gone.
+_outcome: dict | None = None
+# The memory estimate of the last training job (bytes, device), for the Training panel.
+_estimate: dict | None = None
 
 
 def _log(text: str) -> None:
     print(f"{LOG_PREFIX} {text}", flush=True)
+
+
+def last_outcome() -> dict | None:
+    """``{"kind", "label", "level", "message"}`` of the last job that ended, or None."""
+    return _outcome
+
+
+def last_estimate() -> dict | None:
+    return _estimate
+
+
+def _set_outcome(kind: str, label: str, level: str, message: str) -> None:
+    global _outcome
+    _outcome = {"kind": kind, "label": label, "level": level, "message": message}
+
+
+def estimate_memory(
+    python: str, core_parent: str, extra_paths, settings: dict, n_frames: int
+) -> dict | None:
+    """``python -m core estimate --json`` for a training job's settings, run by the worker's
+    Python; None when it gives no answer (no torch, a timeout): the worker checks again."""
+    cmd = [python, "-m", "core", "estimate", "--frames", str(n_frames), "--json"]
+    for key, value in settings.items():
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            cmd.append(flag if value else "--no-" + flag[2:])
+        elif value is not None:
+            cmd += [flag, str(value)]
+    kwargs = {}
+    if sys.platform == "win32":
+        kwargs["creationflags"] = getattr(subprocess, "CREATE_NO_WINDOW", 0)
+    try:
+        proc = subprocess.run(
+            cmd,  # an argument list, never a shell string
+            capture_output=True,
+            text=True,
+            timeout=ESTIMATE_TIMEOUT_S,
+            cwd=core_parent,
+            env=worker_client.worker_env(core_parent, tuple(extra_paths)),
+            stdin=subprocess.DEVNULL,
+            **kwargs,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        _log(f"no memory estimate: {exc}")
+        return None
+    lines = proc.stdout.strip().splitlines()
+    try:
+        est = json.loads(lines[-1]) if proc.returncode == 0 and lines else None
+    except json.JSONDecodeError:
+        est = None
+    if not isinstance(est, dict) or "total_bytes" not in est:
+        tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
+        _log(f"no memory estimate (exit {proc.returncode}): {tail}")
+        return None
+    return est
+
+
+def estimate_text(est: dict) -> str:
+    free = est.get("available_bytes")
+    free_text = f" of {free / GB:.1f} GB free" if free else ""
+    device = str(est.get("device") or "?").upper()
+    return f"Memory estimate: about {est['total_bytes'] / GB:.2f} GB{free_text} on the {device}"
 
 
 def _running_problem() -> str | None:
@@ -59,6 +136,24 @@ class _JobOperator:
     def _finish(self, context, job: worker_client.WorkerJob) -> set[str]:
         raise NotImplementedError
 
+    def _check_job(self, context, python, core_parent, extra_paths, job_dict) -> None:
+        """Raise ValueError when the job should not start (train: the memory estimate)."""
+
+    def _clean_failed(self, job: worker_client.WorkerJob) -> None:
+        """Remove what a failed job left half done (extend: its frames, temp files)."""
+
+    def _failure_text(self, job: worker_client.WorkerJob) -> str | None:
+        """The worker's failure as one sentence, naming the panel's settings to change."""
+        message = job.failure_message()
+        error = job.state.error or {}
+        if message is not None and error.get("code") == "out_of_memory":
+            text = str(error.get("message") or "")
+            head = text.split(":")[0] if text.startswith("This job needs") else (
+                "The device ran out of memory"
+            )  # fmt: skip
+            message = f"{head}: {MEMORY_ADVICE}."
+        return message
+
     def _value(self, settings, name: str):
         """The operator property when the caller set it, else the panel's value."""
         if self.properties.is_property_set(name):
@@ -76,6 +171,7 @@ class _JobOperator:
             python = worker_client.check_python(python, source)
             core_parent = worker_client.find_core_parent(preferences.addon_dir())
             job_dict, label = self._prepare(context)
+            self._check_job(context, python, core_parent, preferences.worker_paths(prefs), job_dict)
             job = worker_client.WorkerJob(
                 job_dict,
                 self._job_dir,
@@ -86,27 +182,40 @@ class _JobOperator:
             )
             job.start()
         except (ValueError, worker_client.WorkerError) as exc:
+            self._discard_job_dir()
             self.report({"ERROR"}, str(exc))
             return None
         except OSError as exc:
+            self._discard_job_dir()
             self.report({"ERROR"}, f"A file could not be written: {exc}.")
             return None
+        global _outcome
+        _outcome = None
         worker_client.set_current(job)
         _log(f"{self.kind} '{label}' started with {python} (job folder {self._job_dir})")
         return job
+
+    def _discard_job_dir(self) -> None:
+        """A job refused before its worker started leaves no folder behind."""
+        job_dir = getattr(self, "_job_dir", None)
+        if job_dir and not os.path.exists(os.path.join(job_dir, "job.json")):
+            shutil.rmtree(job_dir, ignore_errors=True)
 
     def _end(self, context, job: worker_client.WorkerJob) -> set[str]:
         job.close()
         worker_client.set_current(None)
         tag_redraw(context)
-        message = job.failure_message()
+        message = self._failure_text(job)
         if message is not None:
+            self._clean_failed(job)
             _log(f"{self.kind} failed: {message}")
+            _set_outcome(self.kind, job.state.label, "ERROR", message)
             self.report({"ERROR"}, message)
             return {"CANCELLED"}
         try:
             result = self._finish(context, job)
         except (ValueError, OSError) as exc:
+            _set_outcome(self.kind, job.state.label, "ERROR", str(exc))
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         prefs = preferences.get(context)
@@ -237,7 +346,8 @@ class FSGAN_OT_train_on_strip(_JobOperator, bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        problem = _running_problem() or strips.strip_problem(strips.active_strip(context))
+        strip = strips.active_strip(context)
+        problem = _running_problem() or strips.strip_problem(strip, check_files=True)
         if problem:
             cls.poll_message_set(problem)
             return False
@@ -252,10 +362,7 @@ class FSGAN_OT_train_on_strip(_JobOperator, bpy.types.Operator):
         frames = strips.visible_frame_paths(strip)
         missing = strips.missing_files(frames)
         if missing:
-            raise ValueError(
-                f"{len(missing)} of the {len(frames)} frame files of strip '{strip.name}' are "
-                f"missing (for example {missing[0]})."
-            )
+            raise ValueError(strips.missing_message(strip.name, frames, missing))
         existing = strips.checkpoint_of(strip)
         resume = bool(s.resume and existing and os.path.isfile(existing))
         checkpoint = existing if resume else paths.new_checkpoint_path(s, strip.name)
@@ -284,6 +391,52 @@ class FSGAN_OT_train_on_strip(_JobOperator, bpy.types.Operator):
             cancel_file=os.path.join(self._job_dir, "cancel"),
         )
         return job, strip.name
+
+    def _check_job(self, context, python, core_parent, extra_paths, job_dict):
+        global _estimate
+        _estimate = None
+        est = estimate_memory(
+            python, core_parent, extra_paths, job_dict["train"], len(job_dict["frames"])
+        )
+        if est is None:
+            return
+        est["label"] = self._strip_name
+        _estimate = est
+        text = estimate_text(est)
+        _log(text)
+        if est.get("fits") is False:
+            fewer = est.get("frames_bytes", 0) >= est.get("activations_bytes", 0)
+            advice = "trim the strip to fewer frames, or " + MEMORY_ADVICE if fewer else (
+                MEMORY_ADVICE + ", or trim the strip to fewer frames"
+            )  # fmt: skip
+            free = (est.get("available_bytes") or 0) / GB
+            message = (
+                f"This job needs about {est['total_bytes'] / GB:.1f} GB but the "
+                f"{str(est.get('device', '?')).upper()} has {free:.1f} GB free: {advice}."
+            )
+            _set_outcome("train", self._strip_name, "ERROR", message)
+            raise ValueError(message)
+        self.report({"INFO"}, text + ".")
+
+    def _failure_text(self, job):
+        message = super()._failure_text(job)
+        if message is not None and job.state.error is None:
+            # Killed or crashed: checkpoints are written atomically, so the last one is whole.
+            for path in (job.state.checkpoint, job.job["checkpoint"] if job.job["resume"] else ""):
+                if path and os.path.isfile(path):
+                    return f"{message} The last saved checkpoint {path} is intact."
+        return message
+
+    def _clean_failed(self, job):
+        # A worker killed while writing leaves its temp file (never the checkpoint itself).
+        checkpoint = job.job["checkpoint"]
+        pattern = os.path.join(glob.escape(os.path.dirname(checkpoint)), ".tmp-*")
+        for tmp in glob.glob(pattern):
+            if tmp.endswith(os.path.basename(checkpoint)):
+                try:
+                    os.remove(tmp)
+                except OSError:
+                    pass
 
     def _finish(self, context, job):
         done = job.state.done or {}
@@ -361,7 +514,16 @@ class FSGAN_OT_extend_animation(_JobOperator, bpy.types.Operator):
         if missing:
             raise ValueError(f"The start frame file {missing[-1]} is missing.")
         out_dir = paths.output_dir(s, strip.name)
-        os.makedirs(out_dir, exist_ok=True)
+        try:
+            os.makedirs(out_dir, exist_ok=True)
+            writable = os.path.isdir(out_dir) and os.access(out_dir, os.W_OK)
+        except OSError as exc:
+            writable, out_dir = False, exc.filename or out_dir
+        if not writable:
+            raise ValueError(
+                f"The output folder {out_dir} cannot be written; choose another Output Folder "
+                "in the Extend panel."
+            )
         prefix = paths.safe_name(strip.name) + "_"
         self._job_dir = paths.job_dir("extend")
         self._scene_name = context.scene.name
@@ -385,6 +547,19 @@ class FSGAN_OT_extend_animation(_JobOperator, bpy.types.Operator):
             cancel_file=os.path.join(self._job_dir, "cancel"),
         )
         return job, strip.name
+
+    def _clean_failed(self, job):
+        # Frames of a failed run are complete files but no strip shows them: remove them, and
+        # any temp file a killed worker left, so the folder is as it was.
+        out_dir = os.path.realpath(self._out_dir)
+        leftovers = list(job.state.frames)
+        leftovers += glob.glob(os.path.join(glob.escape(out_dir), ".tmp-*"))
+        for path in leftovers:
+            if os.path.dirname(os.path.realpath(path)) == out_dir:
+                try:
+                    os.remove(path)
+                except OSError:
+                    pass
 
     def _finish(self, context, job):
         done = job.state.done or {}

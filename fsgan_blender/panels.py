@@ -12,7 +12,7 @@ import textwrap
 import bpy
 import bpy.utils.previews
 
-from . import strips, worker_client
+from . import operators, preferences, strips, worker_client
 
 _previews = None  # a bpy.utils.previews collection holding the latest sample image
 
@@ -77,6 +77,25 @@ def draw_job(layout, job: worker_client.WorkerJob) -> None:
             box.template_icon(icon_value=icon, scale=8.0)
 
 
+def draw_outcome(layout, kind: str) -> None:
+    """The last job of ``kind`` that failed (or was refused): its one-sentence reason stays in
+    the panel after the job is gone, e.g. a worker that was killed or ran out of memory."""
+    outcome = operators.last_outcome()
+    if outcome is None or outcome["kind"] != kind or outcome["level"] != "ERROR":
+        return
+    box = layout.box()
+    what = "Training" if kind == "train" else "Extend"
+    box.label(text=f"{what} '{outcome['label']}' failed:", icon="ERROR")
+    _wrapped(box, outcome["message"])
+
+
+def draw_estimate(layout, strip) -> None:
+    est = operators.last_estimate()
+    if est is None or strip is None or est.get("label") != strip.name:
+        return
+    _wrapped(layout, operators.estimate_text(est) + ".", icon="MEMORY")
+
+
 class _SidebarPanel:
     bl_space_type = "SEQUENCE_EDITOR"
     bl_region_type = "UI"
@@ -89,6 +108,13 @@ class FSGAN_PT_main(_SidebarPanel, bpy.types.Panel):
 
     def draw(self, context):
         self.layout.label(text="Learn the strip's motion, then extend it.")
+        problem = preferences.worker_problem(context)  # cached; a check runs in a thread
+        if problem:
+            box = self.layout.box()
+            box.label(text="The worker is not ready.", icon="ERROR")
+            _wrapped(box, problem)
+            op = box.operator("preferences.addon_show", text="Open Preferences", icon="PREFERENCES")
+            op.module = __package__
 
 
 class FSGAN_PT_source(_SidebarPanel, bpy.types.Panel):
@@ -112,7 +138,7 @@ class FSGAN_PT_source(_SidebarPanel, bpy.types.Panel):
                 text=f"Timeline: {strip.frame_final_start}-{strip.frame_final_end - 1}, "
                 f"channel {strip.channel}"
             )
-        problem = strips.strip_problem(strip)
+        problem = strips.strip_problem(strip, check_files=True)
         if problem:
             _wrapped(layout, problem, icon="ERROR")
 
@@ -154,9 +180,12 @@ class FSGAN_PT_training(_SidebarPanel, bpy.types.Panel):
         row = layout.row()
         row.scale_y = 1.4
         row.operator("fsgan.train_on_strip", icon="PLAY")
+        draw_estimate(layout, strip)
         job = worker_client.current()
         if job is not None and job.state.kind == "train":
             draw_job(layout, job)
+        else:
+            draw_outcome(layout, "train")
 
 
 class FSGAN_PT_training_advanced(_SidebarPanel, bpy.types.Panel):
@@ -195,6 +224,8 @@ class FSGAN_PT_extend(_SidebarPanel, bpy.types.Panel):
         job = worker_client.current()
         if job is not None and job.state.kind == "extend":
             draw_job(layout, job)
+        else:
+            draw_outcome(layout, "extend")
 
 
 def draw_status(self, context):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import struct
+import time
 
 import bpy
 
@@ -104,8 +105,14 @@ def context_frame_paths(strip, start: str, scene_frame: int) -> list[str]:
     return [os.path.join(directory, strip.elements[i].filename) for i in indices][-CONTEXT_FRAMES:]
 
 
-def strip_problem(strip, min_frames: int = MIN_TRAIN_FRAMES) -> str | None:
-    """Why ``strip`` can't be used (one sentence), or None when it can."""
+def strip_problem(
+    strip, min_frames: int = MIN_TRAIN_FRAMES, check_files: bool = False
+) -> str | None:
+    """Why ``strip`` can't be used (one sentence), or None when it can.
+
+    ``check_files`` also looks for missing frame files (cached for a moment: polls and panels
+    call this on every redraw).
+    """
     if strip is None:
         return "No active strip: select an image-sequence strip in the Sequencer."
     if strip.type != "IMAGE":
@@ -120,11 +127,72 @@ def strip_problem(strip, min_frames: int = MIN_TRAIN_FRAMES) -> str | None:
             f"The strip '{strip.name}' shows {count} frame{'s' if count != 1 else ''}; "
             f"at least {min_frames} are needed."
         )
+    library = strip.id_data.library if strip.id_data else None
+    if strip.directory.startswith("//") and not bpy.data.filepath and library is None:
+        # bpy.path.abspath would resolve it against the current directory: the wrong files.
+        return (
+            f"The strip '{strip.name}' uses a folder relative to the .blend file "
+            f"({strip.directory}), which is not saved yet; save the file or make the path "
+            "absolute."
+        )
+    if check_files:
+        frames = visible_frame_paths(strip)
+        missing = cached_missing_files(frames)
+        if missing:
+            return missing_message(strip.name, frames, missing)
     return None
 
 
 def missing_files(frame_paths: list[str]) -> list[str]:
     return [p for p in frame_paths if not os.path.isfile(p)]
+
+
+_MISSING_TTL_S = 2.0
+_missing_cache: dict[tuple[str, ...], tuple[float, list[str]]] = {}
+
+
+def cached_missing_files(frame_paths: list[str]) -> list[str]:
+    """``missing_files``, re-checked at most every couple of seconds for the same frames."""
+    key = tuple(frame_paths)
+    now = time.monotonic()
+    hit = _missing_cache.get(key)
+    if hit is not None and now - hit[0] < _MISSING_TTL_S:
+        return hit[1]
+    missing = missing_files(frame_paths)
+    if len(_missing_cache) > 16:
+        _missing_cache.clear()
+    _missing_cache[key] = (now, missing)
+    return missing
+
+
+def missing_message(strip_name: str, frames: list[str], missing: list[str]) -> str:
+    """One sentence naming the missing frame files, runs of neighbours shortened to 'a to b'."""
+    gone = set(missing)
+    runs: list[list[str]] = []
+    previous_missing = False
+    for path in frames:
+        if path in gone:
+            if previous_missing:
+                runs[-1].append(path)
+            else:
+                runs.append([path])
+        previous_missing = path in gone
+    parts = [
+        os.path.basename(r[0]) if len(r) == 1 else
+        f"{os.path.basename(r[0])} to {os.path.basename(r[-1])}"
+        for r in runs
+    ]  # fmt: skip
+    shown = ", ".join(parts[:4]) + (f" and {len(parts) - 4} more" if len(parts) > 4 else "")
+    folder = os.path.dirname(missing[0])
+    if len(missing) == len(frames):
+        return (
+            f"All {len(frames)} frame files of strip '{strip_name}' are missing ({shown}) "
+            f"from {folder}; relink the strip or restore the files."
+        )
+    return (
+        f"{len(missing)} of the {len(frames)} frame files of strip '{strip_name}' are missing: "
+        f"{shown} (in {folder})."
+    )
 
 
 def image_size(path: str) -> tuple[int, int] | None:

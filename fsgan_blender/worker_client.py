@@ -397,6 +397,12 @@ class WorkerJob:
         s = self.state
         if s.done is not None and s.error is None:
             return None
+        if s.error is not None and s.error.get("code") == "missing_dependency":
+            return (
+                f"PyTorch is not installed for the worker Python '{self.python}' (or another "
+                "requirement is missing); install it there or choose another Python in "
+                "Preferences > Add-ons > FrameSequenceGAN."
+            )
         if s.error is not None:
             message = str(s.error.get("message") or "The worker reported an error.")
             hint = s.error.get("hint")

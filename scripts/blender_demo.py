@@ -1,6 +1,6 @@
 """The whole product, headless: build the extension, install it into Blender, train, extend.
 
-    python scripts/blender_demo.py [--out demo_out] [--steps 40] [--device auto]
+    python scripts/blender_demo.py [--out demo_out] [--steps 200] [--device auto]
 
 Run it with a Python that has the ``bpy`` module (Blender 4.2-5.x from PyPI) and PyTorch. It
 1. builds dist/fsgan_blender-<version>.zip with build.py (validated by Blender's tooling);
@@ -31,14 +31,14 @@ STRIP = "bouncing_ball"
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip())
     p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
-    p.add_argument("--frames", type=int, default=24, help="source frames (default: 24)")
-    p.add_argument("--count", type=int, default=12, help="frames to generate (default: 12)")
-    p.add_argument("--steps", type=int, default=40, help="training steps (default: 40)")
+    p.add_argument("--frames", type=int, default=32, help="source frames (default: 32)")
+    p.add_argument("--count", type=int, default=16, help="frames to generate (default: 16)")
+    p.add_argument("--steps", type=int, default=200, help="training steps (default: 200)")
     p.add_argument("--size", default="64x36", help="frame and training size WxH (default: 64x36)")
     p.add_argument(
         "--model-width", type=float, default=0.25, help="channel multiplier (default: 0.25)"
     )
-    p.add_argument("--batch-size", type=int, default=4, help="batch size (default: 4)")
+    p.add_argument("--batch-size", type=int, default=8, help="batch size (default: 8)")
     p.add_argument("--device", default="auto", choices=("auto", "cuda", "mps", "cpu"))
     p.add_argument("--timeout", type=float, default=1800, help="Blender stage limit in seconds")
     p.add_argument("--blender-stage", action="store_true", help=argparse.SUPPRESS)

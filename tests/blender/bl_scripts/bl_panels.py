@@ -68,10 +68,9 @@ def main():
     bl.result(stage="missing_checkpoint", panels=draw_all(), extend=extend)
 
     prefs = bpy.context.preferences.addons[addon.__name__].preferences
-    host = type("Host", (), {})()  # prefs.layout only exists while Blender draws them
+    # prefs.layout only exists while Blender draws them: a host that reads the rest from prefs.
+    host = type("Host", (), {"__getattr__": lambda _self, name: getattr(prefs, name)})()
     host.layout = bl.RecordingLayout()
-    host.python_path = prefs.python_path
-    host.keep_job_files = prefs.keep_job_files
     type(prefs).draw(host, bpy.context)
     log = host.layout.log
     bl.result(stage="prefs", labels=[e.get("text", "") for e in log if e["call"] == "label"])

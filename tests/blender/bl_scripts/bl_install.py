@@ -1,0 +1,109 @@
+"""The worker's environment in real Blender: doctor status, bad interpreters, offline install.
+
+Stages (each a RESULT line):
+- ``status``: the doctor of the default worker Python, as stored in the preferences;
+- ``bad_python`` / ``not_python`` / ``no_torch``: custom interpreters that cannot work;
+- ``online_refused``: the online install while Blender's online access is off;
+- ``offline``: with ``--wheels``, the offline install for the worker Python ``--bare-python``
+  (a venv without any packages), then its status and a real training job from that folder.
+"""
+
+import json
+import os
+import sys
+import time
+
+import bpy
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _bl_common as bl  # noqa: E402
+
+
+def prefs_data(prefs) -> dict:
+    return {
+        "ready": prefs.status_ready,
+        "message": prefs.status_message,
+        "info": json.loads(prefs.status_json or "{}"),
+        "key": json.loads(prefs.status_key or "null"),
+        "install_message": prefs.install_message,
+        "install_log": prefs.install_log,
+    }
+
+
+def main():
+    p = bl.parser()
+    p.add_argument("--no-torch-python", required=True)
+    p.add_argument("--wheels", default=None)
+    p.add_argument("--bare-python", default=None)
+    args = p.parse_args(sys.argv[sys.argv.index("--") + 1 :])
+    addon = bl.load_addon(args)
+    prefs = bpy.context.preferences.addons[bl.MODULE].preferences
+    module = sys.modules[bl.MODULE + ".preferences"]
+
+    t0 = time.monotonic()
+    op = bl.call_op(bpy.ops.fsgan.check_worker)
+    bl.result(stage="status", op=op, prefs=prefs_data(prefs), seconds=time.monotonic() - t0,
+              python=module.resolve_python(prefs)[0], executable=sys.executable)  # fmt: skip
+
+    prefs.python_path = os.path.join(args.work, "no such folder", "python")
+    bl.result(stage="bad_python", op=bl.call_op(bpy.ops.fsgan.check_worker),
+              prefs=prefs_data(prefs))  # fmt: skip
+    not_python = os.path.join(args.work, "not_python.sh")
+    with open(not_python, "w") as f:
+        f.write("#!/bin/sh\necho 'this is not python' >&2\nexit 3\n")
+    os.chmod(not_python, 0o755)
+    prefs.python_path = not_python
+    bl.result(stage="not_python", op=bl.call_op(bpy.ops.fsgan.check_worker),
+              prefs=prefs_data(prefs))  # fmt: skip
+    prefs.python_path = args.no_torch_python
+    bl.result(stage="no_torch", op=bl.call_op(bpy.ops.fsgan.check_worker),
+              prefs=prefs_data(prefs))  # fmt: skip
+    prefs.python_path = ""
+
+    refused = None
+    if not bpy.app.online_access:
+        refused = bl.call_op(bpy.ops.fsgan.install_torch, offline=False)
+    bl.result(stage="online_refused", online=bpy.app.online_access, op=refused)
+
+    if args.wheels:
+        prefs.python_path = args.bare_python
+        prefs.wheel_dir = args.wheels
+        t0 = time.monotonic()
+        install = bl.call_op(bpy.ops.fsgan.install_torch, offline=True)
+        install_s = time.monotonic() - t0
+        target = module.site_packages_dir()
+        paths_ = module.worker_paths(prefs)
+        train = train_job(args)
+        bl.result(stage="offline", op=install, seconds=install_s, prefs=prefs_data(prefs),
+                  target=target, worker_paths=list(paths_), train=train,
+                  torch_in_target=os.path.isdir(os.path.join(target, "torch")))  # fmt: skip
+    bl.result(stage="prefs_draw", log=draw_prefs(prefs))
+    del addon
+
+
+def draw_prefs(prefs) -> list[dict]:
+    """The preferences' draw() with a recording layout (no window in background mode)."""
+    layout = bl.RecordingLayout()
+
+    class Host:
+        def __getattr__(self, name):
+            return getattr(prefs, name)
+
+    host = Host()
+    host.__dict__["layout"] = layout
+    type(prefs).draw(host, bpy.context)
+    return layout.log
+
+
+def train_job(args) -> dict:
+    scene = bpy.context.scene
+    scene.fsgan.batch_size = 2
+    strip = bl.add_image_strip("walk", args.frames, 16)
+    scene.sequence_editor.active_strip = strip
+    out = bl.call_op(bpy.ops.fsgan.train_on_strip, steps=2, width=32, height=32,
+                     model_width=0.125, device="cpu")  # fmt: skip
+    out["checkpoint"] = bl.describe(strip)["checkpoint"]
+    return out
+
+
+bl.run(main)

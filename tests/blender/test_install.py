@@ -1,0 +1,192 @@
+"""The worker's environment: doctor status, bad interpreters, offline install, bundled builds.
+
+The offline install is proven with a worker Python that has no packages at all (a bare venv):
+after the install, `import torch` (and numpy, Pillow, safetensors) can only come from the
+extension's site-packages folder, so a training job that ends with a checkpoint shows the
+folder is on the worker's path. The wheel folder holds PyTorch's CPU wheel and its dependencies,
+fetched with `pip download` (from this machine's local wheel store when pip is configured with
+one, as here; from PyPI and PyTorch's CPU index elsewhere).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tomllib
+import venv
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT, bpy_params
+
+sys.path.insert(0, str(ROOT))
+import build  # noqa: E402
+
+CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+PYPI = "https://pypi.org/simple"
+
+
+def _local_torch_store() -> bool:
+    """pip here is configured with a local wheel store that holds the CPU build of torch."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True
+    )
+    for line in proc.stdout.splitlines():
+        if "find-links" in line:
+            folder = line.split("=", 1)[1].strip().strip("'\"")
+            if list(Path(folder).glob("torch-*+cpu-cp311-*.whl")):
+                return True
+    return False
+
+
+LOCAL_STORE = _local_torch_store()
+
+
+@pytest.fixture(scope="module")
+def bare_python(tmp_path_factory) -> Path:
+    """A venv without any package (not even pip): a worker Python where every import fails."""
+    folder = tmp_path_factory.mktemp("bare")
+    venv.create(folder, with_pip=False, symlinks=sys.platform != "win32")
+    return folder / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+
+
+@pytest.fixture(scope="module")
+def wheel_folder(tmp_path_factory) -> Path:
+    """PyTorch (CPU) and the worker's other requirements as wheels for this Python."""
+    folder = tmp_path_factory.mktemp("wheels")
+    cmd = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--dest", str(folder)]
+    if not LOCAL_STORE:
+        cmd += ["--index-url", CPU_INDEX, "--extra-index-url", PYPI]
+    proc = subprocess.run(cmd + build.worker_requirements(), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return folder
+
+
+def test_requirements_match_pyproject():
+    """One pin set: the add-on's installer, build.py and pyproject.toml agree."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert build.worker_requirements() == pyproject["project"]["dependencies"]
+
+
+def test_download_commands_per_platform(tmp_path):
+    """The bundled-build commands (the CUDA ones are multi-GB: checked here, not run)."""
+    linux_cuda = build.download_command("linux-x64", "cuda", tmp_path)
+    assert linux_cuda[1:4] == ["-m", "pip", "download"]
+    assert "--only-binary=:all:" in linux_cuda
+    assert linux_cuda[linux_cuda.index("--python-version") + 1] == "3.11"
+    assert "manylinux_2_28_x86_64" in linux_cuda
+    assert (
+        linux_cuda[linux_cuda.index("--index-url") + 1] == "https://download.pytorch.org/whl/cu128"
+    )
+    assert linux_cuda[linux_cuda.index("--extra-index-url") + 1] == PYPI
+    assert "torch==2.13.0" in linux_cuda
+    windows = build.download_command("windows-x64", "cpu", tmp_path)
+    assert "win_amd64" in windows and CPU_INDEX in windows
+    mac = build.download_command("macos-arm64", "cpu", tmp_path)
+    assert "macosx_14_0_arm64" in mac and mac[mac.index("--index-url") + 1] == PYPI
+    with pytest.raises(build.BuildError, match="no CUDA build"):
+        build.download_command("macos-arm64", "cuda", tmp_path)
+
+
+@pytest.mark.parametrize("python", bpy_params(extra=False))
+def test_status_bad_interpreters_and_offline_install(
+    python, blender, built_zip, frames16, tmp_path, bare_python, wheel_folder
+):
+    run = blender(python, "bl_install.py", "--zip", built_zip, "--frames", frames16,
+                  "--work", tmp_path, "--no-torch-python", bare_python,
+                  "--wheels", wheel_folder, "--bare-python", bare_python)  # fmt: skip
+
+    # 1. The doctor of the default worker Python (Blender's own here) reports a working torch.
+    status = run.stage("status")
+    assert status["op"] == {"ret": ["FINISHED"], "error": None}, status
+    prefs = status["prefs"]
+    assert prefs["ready"] is True, prefs
+    assert prefs["info"]["torch"].startswith("2.13.0"), prefs
+    assert prefs["info"]["build"] == "cpu" and prefs["info"]["device"] == "cpu", prefs
+    assert "PyTorch 2.13.0" in prefs["message"] and "on CPU" in prefs["message"]
+    assert prefs["key"][0] == status["python"]
+
+    # 3. Broken custom interpreters: one clear sentence each, no traceback.
+    for stage, fragments in (
+        ("bad_python", ["does not exist", "Preferences > Add-ons > FrameSequenceGAN"]),
+        ("not_python", ["cannot run the worker", "this is not python"]),
+        ("no_torch", ["PyTorch is not installed", "Install PyTorch"]),
+    ):
+        result = run.stage(stage)
+        assert result["op"]["ret"] == ["CANCELLED"], result
+        message = result["op"]["error"]
+        assert message.startswith("Error: ") and "Traceback" not in message, message
+        assert result["prefs"]["ready"] is False
+        assert "Traceback" not in result["prefs"]["message"]
+        for fragment in fragments:
+            assert fragment in message, (stage, message)
+
+    refused = run.stage("online_refused")
+    if not refused["online"]:
+        assert refused["op"]["ret"] == ["CANCELLED"]
+        assert "Allow Online Access" in refused["op"]["error"]
+
+    # 2. Offline install into the extension's user folder, for a worker Python without packages.
+    offline = run.stage("offline")
+    print(f"offline install: {offline['seconds']:.1f} s")
+    assert offline["op"]["ret"] == ["FINISHED"], (offline, _log(offline))
+    assert offline["torch_in_target"]
+    assert os.path.join("fsgan_blender", "site-packages") in offline["target"]
+    assert offline["worker_paths"] == [offline["target"]]
+    assert offline["prefs"]["ready"] is True, offline["prefs"]
+    assert offline["prefs"]["info"]["executable"] == str(bare_python)
+    assert offline["train"]["ret"] == ["FINISHED"], offline["train"]
+    assert offline["train"]["checkpoint"] and os.path.isfile(offline["train"]["checkpoint"])
+
+    drawn = run.stage("prefs_draw")["log"]
+    props = {e.get("prop") for e in drawn}
+    assert {"python_path", "install_variant", "wheel_dir", "keep_job_files"} <= props
+    operators = {e["args"][0] for e in drawn if e["call"] == "operator"}
+    assert {
+        "'fsgan.check_worker'",
+        "'fsgan.install_torch'",
+        "'fsgan.open_install_log'",
+    } <= operators
+    labels = " ".join(str(e.get("text", "")) for e in drawn if e["call"] == "label")
+    assert "PyTorch 2.13.0" in labels, labels
+
+
+def _log(result) -> str:
+    path = result["prefs"].get("install_log")
+    try:
+        return Path(path).read_text()[-3000:]
+    except (OSError, TypeError):
+        return ""
+
+
+@pytest.mark.slow
+def test_bundled_build_linux_cpu(tmp_path):
+    """build.py --with-wheels: Blender's tooling validates the zip; every listed wheel is in it."""
+    cmd = [sys.executable, str(ROOT / "build.py"), "--with-wheels", "--platform", "linux-x64",
+           "--variant", "cpu", "--out-dir", str(tmp_path / "dist")]  # fmt: skip
+    if LOCAL_STORE:
+        cmd += ["--torch-index", "none"]  # pip's configured local store holds torch+cpu
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    zip_path = Path(proc.stdout.strip().splitlines()[-1])
+    assert zip_path.name == "fsgan_blender-0.1.0-linux_x64.zip"
+    with zipfile.ZipFile(zip_path) as z:
+        names = set(z.namelist())
+        manifest = tomllib.loads(z.read("blender_manifest.toml").decode())
+    assert manifest["platforms"] == ["linux-x64"]
+    wheels = manifest["wheels"]
+    assert all(w.startswith("./wheels/") and w.endswith(".whl") for w in wheels)
+    assert {w[2:] for w in wheels} <= names
+    listed = {w.split("/")[-1].split("-")[0].lower() for w in wheels}
+    assert {"torch", "numpy", "pillow", "tqdm", "safetensors"} <= listed
+    torch_wheel = next(w for w in wheels if "/torch-" in w)
+    assert "+cpu" in torch_wheel and "cp311" in torch_wheel, torch_wheel
+    # Validated once more, independently of build.py.
+    tool = build.find_blender_ext()
+    check = subprocess.run([sys.executable, str(tool), "validate", str(zip_path)],
+                           capture_output=True, text=True)  # fmt: skip
+    assert check.returncode == 0 and "FATAL" not in check.stdout + check.stderr, check.stdout
+    print(f"bundled zip: {zip_path.stat().st_size / 2**20:.0f} MiB")
