@@ -63,6 +63,9 @@ def test_refused_strips_say_why(python, blender, built_zip, frames16, tmp_path):
     kinds = run.stage("kinds")["kinds"]
     assert set(kinds) == {"sound", "color", "text", "scene", "movie", "meta"}
     for kind, r in kinds.items():
+        if "unavailable" in r:  # only sound strips, only in a bpy built without audio (4.2)
+            assert kind == "sound" and "Audaspace" in r["unavailable"], r
+            continue
         assert r["type"] == kind.upper(), r
         reason = f"is a {kind} strip; FrameSequenceGAN needs an image-sequence strip"
         assert reason in r["train"] and reason in r["extend"] and reason in r["panel"], r
