@@ -12,7 +12,7 @@ from .train import TrainConfig, Trainer, fit
 
 DEMO_FRAMES = 48
 DEMO_W, DEMO_H = 96, 56
-DEMO_STEPS = 300
+DEMO_STEPS = 600
 
 
 def run_demo(out: str, steps: int | None = None, device: str = "auto", log=print) -> dict:

@@ -1,6 +1,6 @@
 """The whole product, headless: build the extension, install it into Blender, train, extend.
 
-    python scripts/blender_demo.py [--out demo_out] [--steps 200] [--device auto]
+    python scripts/blender_demo.py [--out demo_out] [--steps 400] [--device auto]
 
 Run it with a Python that has the ``bpy`` module (Blender 4.2-5.x from PyPI) and PyTorch. It
 1. builds dist/fsgan_blender-<version>.zip with build.py (validated by Blender's tooling);
@@ -33,7 +33,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     p.add_argument("--frames", type=int, default=32, help="source frames (default: 32)")
     p.add_argument("--count", type=int, default=16, help="frames to generate (default: 16)")
-    p.add_argument("--steps", type=int, default=200, help="training steps (default: 200)")
+    p.add_argument("--steps", type=int, default=400, help="training steps (default: 400)")
     p.add_argument("--size", default="64x36", help="frame and training size WxH (default: 64x36)")
     p.add_argument(
         "--model-width", type=float, default=0.25, help="channel multiplier (default: 0.25)"
