@@ -189,8 +189,3 @@ def tensor_to_image(x: torch.Tensor) -> Image.Image:
     """(C, H, W) float in [-1, 1] -> PIL image (RGB or RGBA)."""
     a = to_uint8(x.detach().cpu()).permute(1, 2, 0).numpy()
     return Image.fromarray(a, "RGBA" if a.shape[2] == 4 else "RGB")
-
-
-def windows(n_frames: int, length: int) -> torch.Tensor:
-    """Start indices of every run of ``length`` consecutive frames: (I_t-k+1 .. I_t+u)."""
-    return torch.arange(max(0, n_frames - length + 1))

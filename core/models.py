@@ -324,7 +324,6 @@ def count_keras_style(module: nn.Module) -> int:
 def layer_table(module: nn.Module, example: torch.Tensor, *args) -> list[tuple[str, tuple, int]]:
     """(layer type, output shape (H, W, C) like the paper, Keras-style parameter count) rows."""
     rows: list[tuple[str, tuple, int]] = []
-    hooks = []
     names = {
         nn.Conv2d: "Conv2D", nn.BatchNorm2d: "BatchNormalization", nn.LeakyReLU: "LeakyReLu",
         nn.Dropout: "Dropout", nn.Linear: "Dense", nn.Tanh: "tanh activation",
@@ -342,7 +341,7 @@ def layer_table(module: nn.Module, example: torch.Tensor, *args) -> list[tuple[s
     meta = copy.deepcopy(module).to("meta").eval()
     for m in meta.modules():
         if type(m) in names:
-            hooks.append(m.register_forward_hook(hook))
+            m.register_forward_hook(hook)  # the copy is thrown away: no need to remove them
     with torch.no_grad():
         meta(example.to("meta"), *(a.to("meta") for a in args))
     return rows

@@ -75,9 +75,6 @@ class Job:
     cancel_file: str | None = None
     version: int = PROTOCOL_VERSION
 
-    def to_json(self) -> str:
-        return json.dumps(self.__dict__, indent=2)
-
 
 def parse_job(data: dict[str, Any]) -> Job:
     """Validate a job dict (types, kinds, paths) and return a Job, or raise JobError."""
@@ -130,14 +127,6 @@ def read_job(path: str) -> Job:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise JobError(f"The job file {path} cannot be read: {exc}.") from None
     return parse_job(data)
-
-
-def write_job(job: Job, path: str) -> None:
-    """Write a job file atomically."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(job.to_json())
-    os.replace(tmp, path)
 
 
 def emit(event: str, stream: IO[str] | None = None, **fields: Any) -> None:
