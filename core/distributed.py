@@ -9,13 +9,15 @@ What "data parallel" means here, exactly:
 - the global batch (``TrainConfig.batch_size``) is drawn from the step's seed identically on every
   rank and each rank keeps its contiguous shard (``shard``), so the union of the shards is the
   batch one process would draw;
-- after each of the step's four backward passes the updated network's gradients are averaged over
-  the ranks (``average_gradients``: one flattened all-reduce), which is what DistributedDataParallel
-  does, but explicitly. DDP's reducer assumes one forward and one backward per iteration with every
-  grad-requiring parameter used; our step runs D, S, G-vs-D and G-vs-S as separate updates, calls
-  the critics twice before one backward and freezes D and S (requires_grad_(False)) during G's
-  updates, which is exactly what trips DDP's hooks. The models are small (a few million
-  parameters), so overlapping the all-reduce with the backward would save microseconds;
+- each network is wrapped in ``torch.nn.parallel.DistributedDataParallel`` (``wrap``), whose
+  reducer averages the gradients over the ranks during the backward pass (bucketed all-reduces
+  that overlap with the backward). The step has four updates (D, S, G-vs-D, G-vs-S), each one
+  forward/backward iteration of the updated network's DDP wrapper; the frozen critic inside a G
+  update is called *unwrapped* (the plain module: DDP would otherwise wait for gradients that a
+  frozen network never produces). No buffer broadcast before each forward: buffers (BatchNorm
+  statistics, spectral-norm vectors) are computed identically on every rank from global-batch
+  statistics and equal weights, and re-broadcasting them between a critic's two forward passes
+  would modify tensors saved for its backward;
 - BatchNorm (paper preset) normalises with the *global* batch's statistics: ``nn.SyncBatchNorm``
   on CUDA, ``GlobalBatchNorm2d`` (below) elsewhere, since SyncBatchNorm only runs on GPUs;
 - dropout masks and DiffAugment draws come from a per-rank seed (``rank_seed``): independent
@@ -25,13 +27,14 @@ What "data parallel" means here, exactly:
 
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 import torch.nn as nn
-from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+from torch.nn.parallel import DistributedDataParallel
 
 
 @dataclass(frozen=True)
@@ -196,37 +199,34 @@ def _global_bn(module: nn.Module) -> nn.Module:
 
 
 def prepare_module(module: nn.Module, ctx: DistContext) -> nn.Module:
-    """For a process group: global-batch BatchNorm, and rank 0's weights and buffers on every
-    rank (they start equal from the shared seed; this makes it a guarantee)."""
+    """For a process group: global-batch BatchNorm (SyncBatchNorm on CUDA, GlobalBatchNorm2d
+    elsewhere). Rank 0's weights reach every rank when ``wrap`` builds the DDP wrapper."""
     if not ctx.active:
         return module
     cuda = next(module.parameters()).is_cuda
-    module = nn.SyncBatchNorm.convert_sync_batchnorm(module) if cuda else _global_bn(module)
-    with torch.no_grad():
-        for t in [*module.parameters(), *module.buffers()]:
-            dist.broadcast(t.data, src=0)
-    return module
+    return nn.SyncBatchNorm.convert_sync_batchnorm(module) if cuda else _global_bn(module)
 
 
-# --- collectives in the step ----------------------------------------------------------------
-
-
-def average_gradients(module: nn.Module, ctx: DistContext) -> None:
-    """Replace each parameter's gradient by its mean over the ranks: one all-reduce of the
-    flattened gradients, queued on the device's stream (no host synchronisation)."""
+def wrap(module: nn.Module, ctx: DistContext) -> nn.Module:
+    """The module to call for its own update: a DistributedDataParallel wrapper inside a process
+    group (its construction broadcasts rank 0's parameters and buffers), the module itself
+    otherwise. ``gradient_as_bucket_view`` spares a copy of every gradient."""
     if not ctx.active:
-        return
-    params = [p for p in module.parameters() if p.requires_grad]
-    grads = []
-    for p in params:
-        if p.grad is None:  # unused this pass: contribute zeros so every rank sends one shape
-            p.grad = torch.zeros_like(p)
-        grads.append(p.grad)
-    flat = _flatten_dense_tensors(grads)
-    dist.all_reduce(flat)
-    flat.div_(ctx.world_size)
-    for g, synced in zip(grads, _unflatten_dense_tensors(flat, grads)):
-        g.copy_(synced)
+        return module
+    p = next(module.parameters())
+    # No buffer broadcast before each forward (module docstring). torch >= 2.13 names this
+    # ``forward_sync_buffers`` (``broadcast_buffers`` is deprecated); both still sync at init.
+    params = inspect.signature(DistributedDataParallel.__init__).parameters
+    no_sync = "forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers"
+    return DistributedDataParallel(
+        module,
+        device_ids=[p.device.index] if p.is_cuda else None,
+        gradient_as_bucket_view=True,
+        **{no_sync: False},
+    )
+
+
+# --- collectives outside the backward pass ---------------------------------------------------
 
 
 def mean_over_ranks(values: dict[str, torch.Tensor], ctx: DistContext) -> dict[str, torch.Tensor]:

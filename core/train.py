@@ -212,9 +212,24 @@ class Trainer:
         self.step_num = 0
         if resume is not None:
             self._load(resume)
-        self._g, self._d, self._s = self.g, self.d, self.s
+        # Two handles per network: ``_x`` runs the network's own update (its DDP wrapper inside
+        # a process group, which averages the gradients over the ranks), ``_x_frozen`` runs it
+        # where it only passes gradients through (the critics inside G's updates; G's no-grad
+        # predictions for the critics), which must not enter DDP's reducer.
+        self._g, self._d, self._s = (
+            distributed.wrap(m, self.dist) for m in (self.g, self.d, self.s)
+        )
+        self._g_frozen, self._d_frozen, self._s_frozen = self.g, self.d, self.s
         if self.tcfg.compile:
-            self._g, self._d, self._s = (torch.compile(m) for m in (self.g, self.d, self.s))
+            compiled = {}  # one compiled graph per distinct module object
+
+            def comp(m: nn.Module) -> nn.Module:
+                return compiled.setdefault(id(m), torch.compile(m))
+
+            self._g, self._d, self._s = (comp(m) for m in (self._g, self._d, self._s))
+            self._g_frozen, self._d_frozen, self._s_frozen = (
+                comp(m) for m in (self.g, self.d, self.s)
+            )
         self.on_phase: Callable[[str], None] | None = None
 
     # --- state ------------------------------------------------------------------------------
@@ -314,7 +329,7 @@ class Trainer:
             m.train()
 
         with torch.no_grad(), self.rt.autocast():
-            fake, fprev = self._rollout(self._g, seq)
+            fake, fprev = self._rollout(self._g_frozen, seq)
         fake = fake.float()
 
         # ---- update D: real frames vs predicted frames (eq. 1) ----
@@ -325,7 +340,6 @@ class Trainer:
             loss_d = d_loss_fn(d_real, d_fake)
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
-        distributed.average_gradients(self.d, self.dist)
         self.opt_d.step()
 
         # ---- update S: real difference maps vs predicted ones (eq. 2) ----
@@ -337,7 +351,6 @@ class Trainer:
             loss_s = d_loss_fn(s_real, s_fake)
         self.opt_s.zero_grad(set_to_none=True)
         loss_s.backward()
-        distributed.average_gradients(self.s, self.dist)
         self.opt_s.step()
 
         # ---- update G against D ----
@@ -346,12 +359,11 @@ class Trainer:
         with self.rt.autocast():
             fake, _ = self._rollout(self._g, seq)
             (f,) = self._aug(fake, gen=agen)
-            loss_gd = g_loss_fn(self._d(f))
+            loss_gd = g_loss_fn(self._d_frozen(f))
             l1 = F.l1_loss(fake.float(), real)
             total = cfg.adv_weight * loss_gd + cfg.l1_weight * l1 if cfg.l1_weight else loss_gd
         self.opt_g.zero_grad(set_to_none=True)
         total.backward()
-        distributed.average_gradients(self.g, self.dist)
         self.opt_g.step()
         self.d.requires_grad_(True)
 
@@ -361,12 +373,11 @@ class Trainer:
         with self.rt.autocast():
             fake, fprev = self._rollout(self._g, seq)
             fn, fp = self._aug(fake, fprev, gen=agen)
-            loss_gs = g_loss_fn(self._s(fn - fp, fp))
+            loss_gs = g_loss_fn(self._s_frozen(fn - fp, fp))
             l1_s = F.l1_loss(fake.float(), real)
             total = cfg.adv_weight * loss_gs + cfg.l1_weight * l1_s if cfg.l1_weight else loss_gs
         self.opt_g.zero_grad(set_to_none=True)
         total.backward()
-        distributed.average_gradients(self.g, self.dist)
         self.opt_g.step()
         self.s.requires_grad_(True)
 

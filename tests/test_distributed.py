@@ -40,11 +40,16 @@ def _clip() -> Clip:
     return Clip(frames=frames, paths=[], letterbox=Letterbox(W, H, W, H))
 
 
-def _configs(preset: str, steps: int = STEPS) -> tuple[ModelConfig, TrainConfig]:
+# name -> (preset, TrainConfig overrides); unroll 2 calls G's DDP wrapper twice per backward
+CASES = {"paper": ("paper", {}), "default": ("default", {}), "unroll2": ("default", {"unroll": 2})}
+
+
+def _configs(case: str, steps: int = STEPS) -> tuple[ModelConfig, TrainConfig]:
+    preset, overrides = CASES[case]
     mcfg = ModelConfig(preset=preset, width=W, height=H, width_mult=0.125, dropout=0.0)
     tcfg = TrainConfig(
         steps=steps, batch_size=BATCH, seed=3, device="cpu", diffaug="", preview_every=0,
-        checkpoint_every=0,
+        checkpoint_every=0, **overrides,
     )  # fmt: skip
     return mcfg, tcfg
 
@@ -64,6 +69,9 @@ def _train_steps(preset: str) -> dict:
     trainer = Trainer(_clip(), mcfg, tcfg)
     init = {n: {k: v.clone() for k, v in getattr(trainer, n).state_dict().items()} for n in "gds"}
     ctx = distributed.current()
+    ddp = torch.nn.parallel.DistributedDataParallel
+    wrapped = [isinstance(m, ddp) for m in (trainer._g, trainer._d, trainer._s)]
+    frozen = [isinstance(m, ddp) for m in (trainer._g_frozen, trainer._d_frozen, trainer._s_frozen)]
     losses = []
     for _ in range(STEPS):
         out = distributed.mean_over_ranks(trainer.step(), ctx)
@@ -75,6 +83,7 @@ def _train_steps(preset: str) -> dict:
         "init": init,
         "states": states,
         "skip": _bias_before_batchnorm(trainer),
+        "ddp": (wrapped, frozen),
     }
 
 
@@ -100,7 +109,7 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
     torch.set_num_threads(1)  # two processes on two cores
     torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
     try:
-        results = {p: _train(p) for p in ("paper", "default")}
+        results = {c: _train(c) for c in CASES}
         # fit(): only rank 0 reports and writes its checkpoint.
         mcfg, tcfg = _configs("default", steps=2)
         events: list[dict] = []
@@ -125,11 +134,14 @@ def two_ranks(tmp_path_factory) -> dict:
     return {r: torch.load(os.path.join(out, f"result{r}.pt")) for r in (0, 1)}
 
 
-@pytest.mark.parametrize("preset", ["paper", "default"])
+@pytest.mark.parametrize("preset", list(CASES))
 def test_two_processes_match_one(two_ranks, preset):
     single = _train(preset)
+    assert single["ddp"] == ([False] * 3, [False] * 3)  # one process: plain modules
     for rank in (0, 1):
         multi = two_ranks[rank][preset]
+        # each network's own update runs through DistributedDataParallel; frozen uses do not
+        assert multi["ddp"] == ([True] * 3, [False] * 3)
         for step, (a, b) in enumerate(zip(single["losses"], multi["losses"])):
             for k in a:
                 assert b[k] == pytest.approx(a[k], rel=LOSS_RTOL, abs=1e-6), (rank, step, k)
