@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 
 import torch
@@ -75,6 +76,7 @@ def doctor() -> dict:
         "executable": sys.executable,
         "platform": platform.platform(),
         "torch": torch.__version__,
+        "torch_path": os.path.dirname(os.path.abspath(torch.__file__)),
         "cuda_build": torch.version.cuda,
         "rocm_build": getattr(torch.version, "hip", None),
         "cuda_available": torch.cuda.is_available(),

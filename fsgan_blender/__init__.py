@@ -4,6 +4,8 @@ Registration only. The add-on never imports torch: training and generation run i
 worker process (``python -m core worker``), see worker_client.py.
 """
 
+import atexit
+
 import bpy
 
 from . import operators, panels, preferences, properties
@@ -27,9 +29,12 @@ def register():
     )
     panels.register_extras()
     operators.register_handlers()
+    atexit.register(preferences.cancel_install)  # Blender quits during an install
 
 
 def unregister():
+    atexit.unregister(preferences.cancel_install)
+    preferences.shutdown()
     operators.unregister_handlers()
     panels.unregister_extras()
     del bpy.types.Scene.fsgan

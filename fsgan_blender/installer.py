@@ -108,9 +108,11 @@ def install_command(
     variant: str = "cpu",
     wheel_dir: str | None = None,
     worker_python: str | None = None,
+    index_url: str | None = None,
     requirements: tuple[str, ...] = REQUIREMENTS,
 ) -> list[str]:
-    """The pip command line (a list, never a shell string)."""
+    """The pip command line (a list, never a shell string). ``index_url``: a mirror that serves
+    everything (PyTorch's build and the other requirements) in place of PyTorch's index + PyPI."""
     cmd = list(pip)
     if worker_python:
         cmd += ["--python", worker_python]
@@ -119,9 +121,22 @@ def install_command(
     if wheel_dir:
         # --isolated: only this folder counts, not a pip.conf's indexes or find-links.
         cmd += ["--isolated", "--no-index", "--find-links", wheel_dir]
+    elif index_url:
+        cmd += ["--index-url", index_url]
     else:
         cmd += index_args(variant)
     return cmd + list(requirements)
+
+
+def check_index_url(url: str) -> str:
+    """A package index the user typed: an http(s) or file URL, else a clear error."""
+    url = url.strip()
+    if not re.match(r"(?i)^(https?|file)://\S+$", url):
+        raise worker_client.WorkerError(
+            f"The package index '{url}' is not a URL; enter the address of a simple index "
+            "(e.g. https://mirror.example.com/simple), or leave it empty for pytorch.org and PyPI."
+        )
+    return url
 
 
 def _clean_env() -> dict[str, str]:
@@ -253,11 +268,12 @@ class PipInstall:
                 self.fraction = max(self.fraction, fraction)
                 break
 
-    def cancel(self) -> None:
+    def cancel(self, kill: bool = False) -> None:
+        """Ask pip to stop (SIGTERM); ``kill`` when it did not."""
         with self._lock:
             self.cancelled = True
             if self.proc is not None and self.proc.poll() is None:
-                self.proc.terminate()
+                self.proc.kill() if kill else self.proc.terminate()
 
     def wait(self, on_progress=None, timeout: float | None = None) -> None:
         """Block until pip ends (background mode), calling ``on_progress(self)`` now and then."""
@@ -268,7 +284,7 @@ class PipInstall:
                 last = (self.phase, self._collected)
                 on_progress(self)
             if deadline is not None and time.monotonic() > deadline:
-                self.cancel()
+                self.cancel(kill=time.monotonic() > deadline + 5.0)
             time.sleep(0.2)
         if self._thread is not None:
             self._thread.join(timeout=30)

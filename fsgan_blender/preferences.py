@@ -61,6 +61,13 @@ class FSGAN_AddonPreferences(bpy.types.AddonPreferences):
         items=installer.VARIANTS,
         default="AUTO",
     )
+    index_url: StringProperty(
+        name="Package Index",
+        description="Optional: a package index to install from instead of download.pytorch.org "
+        "and pypi.org, e.g. a studio's PyPI mirror or proxy (Artifactory, Nexus, devpi). It "
+        "must serve the chosen PyTorch build and the worker's other requirements",
+        default="",
+    )
     wheel_dir: StringProperty(
         name="Wheel Folder",
         description="A folder of .whl files (PyTorch and its dependencies, made with "
@@ -122,6 +129,9 @@ class FSGAN_AddonPreferences(bpy.types.AddonPreferences):
             col.label(text="Not checked yet.", icon="QUESTION")
         else:
             _wrapped(col, self.status_message, "CHECKMARK" if self.status_ready else "ERROR")
+            torch_path = _status_info(self).get("torch_path")
+            if self.status_ready and torch_path:
+                col.label(text=f"PyTorch from {torch_path}", icon="BLANK1")
         box.operator("fsgan.check_worker", text="Refresh", icon="FILE_REFRESH")
 
         box = layout.box()
@@ -135,6 +145,7 @@ class FSGAN_AddonPreferences(bpy.types.AddonPreferences):
         else:
             row = box.row(align=True)
             row.prop(self, "install_variant")
+            box.prop(self, "index_url")
             row = box.row()
             row.enabled = online_access()
             row.operator("fsgan.install_torch", text="Install PyTorch", icon="URL").offline = False
@@ -160,6 +171,14 @@ def _wrapped(layout, text: str, icon: str = "NONE", width: int = 90) -> None:
     col = layout.column(align=True)
     for i, line in enumerate(textwrap.wrap(text, width) or [""]):
         col.label(text=line, icon=icon if i == 0 else "BLANK1")
+
+
+def _status_info(prefs) -> dict:
+    try:
+        info = json.loads(prefs.status_json or "{}")
+    except ValueError:
+        return {}
+    return info if isinstance(info, dict) else {}
 
 
 def get(context=None) -> FSGAN_AddonPreferences | None:
@@ -258,7 +277,7 @@ def ensure_status(prefs) -> None:
     if bpy.app.background:
         return  # no timers run while a background script blocks: use check_now()
     key = status_key(prefs)
-    if _status.start(key, _doctor_call(prefs)):
+    if _status.start(key, _doctor_call(prefs)) and not bpy.app.timers.is_registered(_poll_status):
         bpy.app.timers.register(_poll_status, first_interval=0.3)
 
 
@@ -330,6 +349,13 @@ class FSGAN_OT_install_torch(bpy.types.Operator):
         description="Install from the chosen wheel folder only, without network access",
         default=False,
     )
+    blocking: BoolProperty(
+        name="Wait",
+        description="In background mode (no event loop, so no timers), wait for pip to end; "
+        "off, pip runs in the background and _poll_install must be called as a timer would",
+        default=True,
+        options={"HIDDEN", "SKIP_SAVE"},
+    )
 
     @classmethod
     def poll(cls, context):
@@ -354,10 +380,11 @@ class FSGAN_OT_install_torch(bpy.types.Operator):
         prefs.install_log = job.log_path
         prefs.install_message = ""
         job.start()
-        if bpy.app.background:
+        if bpy.app.background and self.blocking:
             job.wait(on_progress=lambda j: print(f"FSGAN install: {j.phase} ({j.fraction:.0%})"))
             return self._end(prefs, job, report=self.report)
-        bpy.app.timers.register(_poll_install, first_interval=0.5)
+        if not bpy.app.timers.is_registered(_poll_install):
+            bpy.app.timers.register(_poll_install, first_interval=0.5)
         self.report({"INFO"}, f"Installing PyTorch in the background (log: {job.log_path}).")
         return {"FINISHED"}
 
@@ -386,6 +413,9 @@ class FSGAN_OT_install_torch(bpy.types.Operator):
             raise worker_client.WorkerError(
                 f"PyTorch has no {variant.upper()} build for macOS; choose Automatic or CPU."
             )
+        index_url = None
+        if prefs.index_url.strip() and not wheel_dir:
+            index_url = installer.check_index_url(prefs.index_url)
         target = site_packages_dir()
         log_path = os.path.join(paths.user_dir("logs"), time.strftime("install-%Y%m%d-%H%M%S.log"))
         runner = sys.executable
@@ -394,13 +424,19 @@ class FSGAN_OT_install_torch(bpy.types.Operator):
         def command():
             pip = installer.pip_prefix(runner if foreign else python)
             return installer.install_command(
-                pip, target, variant=variant, wheel_dir=wheel_dir or None, worker_python=foreign
+                pip,
+                target,
+                variant=variant,
+                wheel_dir=wheel_dir or None,
+                worker_python=foreign,
+                index_url=index_url,
             )
 
         marker = {
             "python": python,
             "variant": "offline" if wheel_dir else variant,
             "wheel_dir": wheel_dir or None,
+            "index_url": index_url,
             "requirements": list(installer.REQUIREMENTS),
             "installed": time.strftime("%Y-%m-%d %H:%M:%S"),
         }
@@ -441,6 +477,24 @@ def _poll_install():
         FSGAN_OT_install_torch._end(prefs, job)
     _redraw()
     return None
+
+
+def cancel_install(wait_s: float = 10.0) -> None:
+    """Stop a running pip and wait (briefly) until it has ended; also run at Blender's exit."""
+    job = _install
+    if job is not None and not job.finished:
+        job.cancel()
+        job.wait(timeout=wait_s)
+
+
+def shutdown() -> None:
+    """The add-on is being disabled: stop a running pip and the timers, so no pip outlives the
+    add-on (pip moves files into place only at its very end, so the packages folder keeps what
+    it had)."""
+    cancel_install()
+    for func in (_poll_install, _poll_status):
+        while bpy.app.timers.is_registered(func):
+            bpy.app.timers.unregister(func)
 
 
 class FSGAN_OT_cancel_install(bpy.types.Operator):

@@ -91,6 +91,7 @@ def blender(tmp_path):
     home.mkdir()
 
     def run(python: str, script: str, *args: str, env: dict | None = None, check=True):
+        """``env``: variables to set on top of ours (a value of None removes one)."""
         version = bpy_version(python)
         full_env = dict(os.environ)
         full_env["HOME"] = str(home)
@@ -99,7 +100,11 @@ def blender(tmp_path):
         if python != sys.executable:
             # The extra interpreters have bpy but no torch: the worker runs in pytest's Python.
             full_env["FSGAN_PYTHON"] = sys.executable
-        full_env.update(env or {})
+        for key, value in (env or {}).items():  # None removes a variable
+            if value is None:
+                full_env.pop(key, None)
+            else:
+                full_env[key] = value
         cmd = [python, str(SCRIPTS / script), "--", *[str(a) for a in args]]
         t0 = time.monotonic()
         proc = subprocess.run(

@@ -10,9 +10,13 @@ one, as here; from PyPI and PyTorch's CPU index elsewhere).
 
 from __future__ import annotations
 
+import functools
+import http.server
 import os
+import re
 import subprocess
 import sys
+import threading
 import tomllib
 import venv
 import zipfile
@@ -65,6 +69,45 @@ def wheel_folder(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="module")
+def package_index(tmp_path_factory, wheel_folder):
+    """A package index over HTTP on localhost (PEP 503 "simple" pages) serving the wheel
+    folder, as a studio's PyPI mirror would: the online install's code path with no internet.
+    Yields (url, the list of requested paths)."""
+    root = tmp_path_factory.mktemp("index")
+    (root / "files").mkdir()
+    projects: dict[str, list[str]] = {}
+    for wheel in sorted(wheel_folder.glob("*.whl")):
+        (root / "files" / wheel.name).symlink_to(wheel)
+        name = re.sub(r"[-_.]+", "-", wheel.name.split("-")[0]).lower()
+        projects.setdefault(name, []).append(wheel.name)
+    for name, files in projects.items():
+        page = root / "simple" / name
+        page.mkdir(parents=True)
+        links = "".join(f'<a href="../../files/{f}">{f}</a><br>' for f in files)
+        (page / "index.html").write_text(f"<!DOCTYPE html><html><body>{links}</body></html>")
+    requested: list[str] = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, fmt, *args):
+            requested.append(self.path)
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Handler, directory=str(root))
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/simple", requested
+    server.shutdown()
+
+
+def _no_pip_config() -> dict[str, str]:
+    """pip in the Blender run sees only what the add-on passes: no pip.conf, no PIP_* vars."""
+    env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("PIP_")}
+    env["PIP_CONFIG_FILE"] = os.devnull
+    return env
+
+
 def test_requirements_match_pyproject():
     """One pin set: the add-on's installer, build.py and pyproject.toml agree."""
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -92,12 +135,14 @@ def test_download_commands_per_platform(tmp_path):
 
 
 @pytest.mark.parametrize("python", bpy_params(extra=False))
-def test_status_bad_interpreters_and_offline_install(
-    python, blender, built_zip, frames16, tmp_path, bare_python, wheel_folder
+def test_status_bad_interpreters_and_installs(
+    python, blender, built_zip, frames16, tmp_path, bare_python, wheel_folder, package_index
 ):
+    index_url, requested = package_index
     run = blender(python, "bl_install.py", "--zip", built_zip, "--frames", frames16,
                   "--work", tmp_path, "--no-torch-python", bare_python,
-                  "--wheels", wheel_folder, "--bare-python", bare_python)  # fmt: skip
+                  "--wheels", wheel_folder, "--bare-python", bare_python,
+                  "--index-url", index_url, env=_no_pip_config())  # fmt: skip
 
     # 1. The doctor of the default worker Python (Blender's own here) reports a working torch.
     status = run.stage("status")
@@ -141,9 +186,36 @@ def test_status_bad_interpreters_and_offline_install(
     assert offline["train"]["ret"] == ["FINISHED"], offline["train"]
     assert offline["train"]["checkpoint"] and os.path.isfile(offline["train"]["checkpoint"])
 
+    # 4. The online install, run as the UI runs it (background pip, timer), from a mirror.
+    mirror = run.stage("mirror")
+    print(
+        f"online install from the local index: {mirror['seconds']:.1f} s, {mirror['polls']} polls"
+    )
+    assert mirror["op"]["ret"] == ["FINISHED"] and mirror["registered"], mirror["op"]
+    assert mirror["ended"]["finished"] and mirror["ended"]["error"] is None, (
+        mirror["ended"],
+        _log(mirror),
+    )
+    assert mirror["ended"]["install_message"].startswith("Installed."), mirror["ended"]
+    assert mirror["polls"] >= 3  # it ran in the background, not inside the operator
+    fractions = mirror["fractions"]
+    assert fractions == sorted(fractions) and fractions[-1] >= 0.98, fractions
+    assert mirror["marker"]["variant"] == "cpu" and mirror["marker"]["index_url"] == index_url
+    assert mirror["check"]["ret"] == ["FINISHED"] and mirror["prefs"]["ready"], mirror
+    assert mirror["prefs"]["info"]["executable"] == str(bare_python)
+    assert mirror["worker_paths"] == [mirror["target"]]
+    wheels_fetched = {p.rsplit("/", 1)[-1].split("-")[0].lower() for p in requested
+                      if p.startswith("/files/")}  # fmt: skip
+    assert {"torch", "numpy", "pillow", "tqdm", "safetensors"} <= wheels_fetched, requested
+    assert "/simple/torch/" in requested
+    mid = mirror["mid_draw"]
+    assert mid is not None
+    assert any(e["call"] == "progress" for e in mid), mid
+    assert "'fsgan.cancel_install'" in {e["args"][0] for e in mid if e["call"] == "operator"}
+
     drawn = run.stage("prefs_draw")["log"]
     props = {e.get("prop") for e in drawn}
-    assert {"python_path", "install_variant", "wheel_dir", "keep_job_files"} <= props
+    assert {"python_path", "install_variant", "index_url", "wheel_dir", "keep_job_files"} <= props
     operators = {e["args"][0] for e in drawn if e["call"] == "operator"}
     assert {
         "'fsgan.check_worker'",
@@ -152,6 +224,13 @@ def test_status_bad_interpreters_and_offline_install(
     } <= operators
     labels = " ".join(str(e.get("text", "")) for e in drawn if e["call"] == "label")
     assert "PyTorch 2.13.0" in labels, labels
+
+    # 5. Disabling the add-on while pip runs stops pip; the installed packages stay as they were.
+    gone = run.stage("disable")
+    assert gone["op"]["ret"] == ["FINISHED"] and gone["running_before"], gone
+    assert not gone["enabled"] and gone["cancelled"], gone
+    assert not gone["alive_after"] and not gone["timers"], gone
+    assert gone["unchanged"] and gone["marker_same"], gone
 
 
 def _log(result) -> str:
@@ -163,8 +242,9 @@ def _log(result) -> str:
 
 
 @pytest.mark.slow
-def test_bundled_build_linux_cpu(tmp_path):
-    """build.py --with-wheels: Blender's tooling validates the zip; every listed wheel is in it."""
+def test_bundled_build_linux_cpu(tmp_path, blender, bare_python):
+    """build.py --with-wheels: Blender's tooling validates the zip; every listed wheel is in it;
+    installed into Blender, its torch is what the worker imports."""
     cmd = [sys.executable, str(ROOT / "build.py"), "--with-wheels", "--platform", "linux-x64",
            "--variant", "cpu", "--out-dir", str(tmp_path / "dist")]  # fmt: skip
     if LOCAL_STORE:
@@ -190,3 +270,16 @@ def test_bundled_build_linux_cpu(tmp_path):
                            capture_output=True, text=True)  # fmt: skip
     assert check.returncode == 0 and "FATAL" not in check.stdout + check.stderr, check.stdout
     print(f"bundled zip: {zip_path.stat().st_size / 2**20:.0f} MiB")
+
+    # Installed the way a user does (Preferences > Get Extensions > Install from Disk).
+    run = blender(sys.executable, "bl_bundled.py", "--zip", zip_path, "--bare-python",
+                  bare_python, env={"PIP_CONFIG_FILE": os.devnull})  # fmt: skip
+    bundled = run.stage("bundled")
+    print(f"bundled install in Blender: {bundled['seconds']:.1f} s")
+    assert bundled["torch_in_wheels"], bundled
+    assert bundled["worker_paths"] == [bundled["wheels"]], bundled
+    assert bundled["op"]["ret"] == ["FINISHED"] and bundled["ready"], bundled
+    bare = bundled["bare"]
+    assert bare["ready"], bare
+    assert bare["info"]["torch"] == "2.13.0+cpu", bare
+    assert bare["info"]["torch_path"].startswith(bundled["wheels"]), bare
