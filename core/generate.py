@@ -26,7 +26,10 @@ def load_generator(path: str, runtime: Runtime) -> tuple[nn.Module, ModelConfig,
         raise ValueError(
             f"{os.path.basename(path)} does not match its own model settings."
         ) from exc
-    return g.to(runtime.device).eval(), mcfg, {"step": ck.step, "source": ck.source}
+    # NHWC like training (core/train.py): the fast layout on CUDA and the CPU, not on MPS.
+    fmt = torch.channels_last if runtime.type in ("cuda", "cpu") else torch.contiguous_format
+    g = g.to(runtime.device, memory_format=fmt).eval()
+    return g, mcfg, {"step": ck.step, "source": ck.source}
 
 
 @torch.no_grad()

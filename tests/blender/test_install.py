@@ -134,16 +134,7 @@ def test_download_commands_per_platform(tmp_path):
         build.download_command("macos-arm64", "cuda", tmp_path)
 
 
-@pytest.mark.parametrize("python", bpy_params(extra=False))
-def test_status_bad_interpreters_and_installs(
-    python, blender, built_zip, frames16, tmp_path, bare_python, wheel_folder, package_index
-):
-    index_url, requested = package_index
-    run = blender(python, "bl_install.py", "--zip", built_zip, "--frames", frames16,
-                  "--work", tmp_path, "--no-torch-python", bare_python,
-                  "--wheels", wheel_folder, "--bare-python", bare_python,
-                  "--index-url", index_url, env=_no_pip_config())  # fmt: skip
-
+def _check_status_and_bad_interpreters(run) -> None:
     # 1. The doctor of the default worker Python (Blender's own here) reports a working torch.
     status = run.stage("status")
     assert status["op"] == {"ret": ["FINISHED"], "error": None}, status
@@ -173,6 +164,32 @@ def test_status_bad_interpreters_and_installs(
     if not refused["online"]:
         assert refused["op"]["ret"] == ["CANCELLED"]
         assert "Allow Online Access" in refused["op"]["error"]
+
+
+@pytest.mark.parametrize("python", bpy_params()[1:])
+def test_status_and_bad_interpreters_other_blenders(python, blender, built_zip, tmp_path,
+                                                    bare_python):  # fmt: skip
+    """Blender 4.2 and 5.0 (the installs themselves run on 4.5 LTS, the main target)."""
+    run = blender(python, "bl_install.py", "--zip", built_zip, "--work", tmp_path,
+                  "--no-torch-python", bare_python)  # fmt: skip
+    _check_status_and_bad_interpreters(run)
+    drawn = run.stage("prefs_draw")["log"]
+    assert {"python_path", "install_variant", "index_url", "wheel_dir"} <= {
+        e.get("prop") for e in drawn
+    }
+
+
+@pytest.mark.parametrize("python", bpy_params(extra=False))
+def test_status_bad_interpreters_and_installs(
+    python, blender, built_zip, frames16, tmp_path, bare_python, wheel_folder, package_index
+):
+    index_url, requested = package_index
+    run = blender(python, "bl_install.py", "--zip", built_zip, "--frames", frames16,
+                  "--work", tmp_path, "--no-torch-python", bare_python,
+                  "--wheels", wheel_folder, "--bare-python", bare_python,
+                  "--index-url", index_url, env=_no_pip_config())  # fmt: skip
+
+    _check_status_and_bad_interpreters(run)
 
     # 2. Offline install into the extension's user folder, for a worker Python without packages.
     offline = run.stage("offline")
