@@ -47,9 +47,12 @@ WHEEL_PLATFORMS = {
     "macos-arm64": ["macosx_14_0_arm64", "macosx_11_0_arm64"],
 }
 PYPI = "https://pypi.org/simple"
+# PyTorch's index per variant, as in fsgan_blender/installer.py; except that on Linux the CUDA
+# (13.0) build is PyPI's own torch wheel.
 TORCH_INDEX = {
     "cpu": "https://download.pytorch.org/whl/cpu",
-    "cuda": "https://download.pytorch.org/whl/cu128",
+    "cuda": "https://download.pytorch.org/whl/cu130",
+    "cuda12": "https://download.pytorch.org/whl/cu128",
 }
 
 # Never shipped: caches, tests, editor and build leftovers.
@@ -201,16 +204,18 @@ def download_command(
     if platform not in WHEEL_PLATFORMS:
         raise BuildError(f"Unknown platform {platform!r}; choose one of {sorted(WHEEL_PLATFORMS)}.")
     if variant not in TORCH_INDEX:
-        raise BuildError(f"Unknown variant {variant!r}; choose cpu or cuda.")
-    if platform == "macos-arm64" and variant == "cuda":
+        raise BuildError(f"Unknown variant {variant!r}; choose one of {sorted(TORCH_INDEX)}.")
+    if platform == "macos-arm64" and variant.startswith("cuda"):
         raise BuildError("There is no CUDA build of PyTorch for macOS; use --variant cpu (MPS).")
     cmd = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--dest", str(dest)]
     cmd += ["--python-version", BLENDER_PYTHON, "--implementation", "cp"]
     for tag in WHEEL_PLATFORMS[platform]:
         cmd += ["--platform", tag]
     if torch_index == "auto":
-        # PyPI's macOS torch is the MPS build; PyTorch's index serves +cpu / +cu128 builds.
-        torch_index = None if platform == "macos-arm64" else TORCH_INDEX[variant]
+        # PyPI's macOS torch is the MPS build and its Linux torch the CUDA 13.0 build; PyTorch's
+        # index serves the +cpu / +cu130 / +cu128 builds.
+        pypi = platform == "macos-arm64" or (platform == "linux-x64" and variant == "cuda")
+        torch_index = None if pypi else TORCH_INDEX[variant]
         if torch_index is None:
             cmd += ["--index-url", PYPI]
     if torch_index:

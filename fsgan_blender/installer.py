@@ -40,41 +40,79 @@ REQUIREMENTS = (
 )
 
 PYPI = "https://pypi.org/simple"
-# PyTorch's own indexes (https://pytorch.org/get-started/locally/). Each holds torch builds with
-# the local version label (2.13.0+cu128, +rocm6.4, +cpu), which pip prefers over PyPI's plain
-# 2.13.0; PyPI stays an extra index for the other requirements.
+# Where each build of torch 2.13.0 comes from (https://pytorch.org/get-started/locally/):
+# - Linux + NVIDIA: PyPI. PyPI's Linux x86_64 wheel *is* the CUDA build: its metadata requires
+#   cuda-toolkit 13.0.3 and nvidia-cudnn-cu13 (checked against PyPI's files for 2.13.0), so it
+#   needs an NVIDIA driver >= 580;
+# - Windows + NVIDIA: PyTorch's index of the same CUDA version (PyPI's Windows wheel is CPU-only);
+# - "cuda12": CUDA 12.8 from PyTorch's index, for drivers older than 580 (Automatic picks it);
+# - ROCm and CPU-only: PyTorch's indexes. Their builds carry a local version label
+#   (2.13.0+cpu ...), which pip prefers over PyPI's plain 2.13.0; PyPI stays an extra index for
+#   the other requirements;
+# - macOS: PyPI's build (MPS).
 TORCH_INDEXES = {
-    "cuda": "https://download.pytorch.org/whl/cu128",
+    "cuda": "https://download.pytorch.org/whl/cu130",
+    "cuda12": "https://download.pytorch.org/whl/cu128",
     "rocm": "https://download.pytorch.org/whl/rocm6.4",
     "cpu": "https://download.pytorch.org/whl/cpu",
-    "default": None,  # PyPI: the build for macOS (MPS); on Linux PyPI's torch is a CUDA build
+    "default": None,
 }
+CUDA13_MIN_DRIVER = 580  # NVIDIA's minimum Linux/Windows driver branch for CUDA 13.0
 VARIANTS = (
-    ("AUTO", "Automatic", "CUDA with an NVIDIA GPU, ROCm with AMD's ROCm, PyPI's build on macOS, "
-     "else CPU"),
-    ("cuda", "CUDA (NVIDIA)", "PyTorch for NVIDIA GPUs (about 3 GB to download)"),
+    ("AUTO", "Automatic", "CUDA with an NVIDIA GPU (CUDA 12.8 for drivers older than 580), ROCm "
+     "with AMD's ROCm, PyPI's build on macOS, else CPU"),
+    ("cuda", "CUDA 13 (NVIDIA)", "PyTorch for NVIDIA GPUs, driver 580 or newer (about 3 GB to "
+     "download)"),
+    ("cuda12", "CUDA 12.8 (older NVIDIA drivers)", "PyTorch for NVIDIA GPUs with a driver older "
+     "than 580 (about 3 GB to download)"),
     ("rocm", "ROCm (AMD, Linux)", "PyTorch for AMD GPUs on Linux (about 3 GB to download)"),
     ("cpu", "CPU only", "Small PyTorch without GPU support (about 200 MB to download)"),
-    ("default", "PyPI default", "The build PyPI serves: MPS on Apple Silicon Macs"),
+    ("default", "PyPI default", "The build PyPI serves: MPS on Apple Silicon Macs, CUDA 13 on "
+     "Linux, CPU on Windows"),
 )  # fmt: skip
 ENV_INDEX = "FSGAN_TORCH_INDEX_URL"  # a studio mirror of the chosen PyTorch index
 MARKER = "fsgan_install.json"
 DOCTOR_TIMEOUT_S = 90.0  # the first `import torch` after an install can take a while (Windows)
 
 
-def default_variant(platform: str = sys.platform) -> str:
+def nvidia_driver_major() -> int | None:
+    """The NVIDIA driver's major version from nvidia-smi, or None (no nvidia-smi, no answer)."""
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return None
+    try:
+        out = subprocess.run(
+            [smi, "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=20, **_no_window(),
+        ).stdout  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    m = re.match(r"\s*(\d+)\.", out or "")
+    return int(m.group(1)) if m else None
+
+
+def default_variant(platform: str = sys.platform, driver: int | None | str = "probe") -> str:
     """The variant for this machine: what AUTO means."""
     if platform == "darwin":
         return "default"
-    if shutil.which("nvidia-smi"):
-        return "cuda"
+    if driver == "probe":
+        driver = nvidia_driver_major()
+    if driver is not None or shutil.which("nvidia-smi"):
+        return "cuda12" if isinstance(driver, int) and driver < CUDA13_MIN_DRIVER else "cuda"
     if platform.startswith("linux") and (shutil.which("rocminfo") or shutil.which("rocm-smi")):
         return "rocm"
     return "cpu"
 
 
-def index_args(variant: str) -> list[str]:
-    url = os.environ.get(ENV_INDEX) or TORCH_INDEXES.get(variant)
+def torch_index(variant: str, platform: str = sys.platform) -> str | None:
+    """PyTorch's index for ``variant`` on ``platform``; None means PyPI (see TORCH_INDEXES)."""
+    if variant == "cuda" and platform.startswith("linux"):
+        return None
+    return TORCH_INDEXES.get(variant)
+
+
+def index_args(variant: str, platform: str = sys.platform) -> list[str]:
+    url = os.environ.get(ENV_INDEX) or torch_index(variant, platform)
     return ["--index-url", url, "--extra-index-url", PYPI] if url else ["--index-url", PYPI]
 
 
@@ -273,7 +311,10 @@ class PipInstall:
         with self._lock:
             self.cancelled = True
             if self.proc is not None and self.proc.poll() is None:
-                self.proc.kill() if kill else self.proc.terminate()
+                if kill:
+                    self.proc.kill()
+                else:
+                    self.proc.terminate()
 
     def wait(self, on_progress=None, timeout: float | None = None) -> None:
         """Block until pip ends (background mode), calling ``on_progress(self)`` now and then."""
@@ -414,7 +455,13 @@ def describe(info: dict[str, Any]) -> str:
     else:
         text += " on CPU"
         if build in ("cuda", "rocm") and not info.get("cuda_available"):
-            text += " (no usable GPU found)"
+            text += " (no usable GPU found"
+            if build == "cuda" and str(info.get("cuda_build") or "").startswith("13"):
+                text += (
+                    f": CUDA 13 needs NVIDIA driver {CUDA13_MIN_DRIVER} or newer; update the "
+                    "driver or install the CUDA 12.8 build"
+                )
+            text += ")"
     return text
 
 

@@ -409,9 +409,10 @@ class FSGAN_OT_install_torch(bpy.types.Operator):
         variant = prefs.install_variant
         if variant == "AUTO":
             variant = installer.default_variant()
-        if sys.platform == "darwin" and variant in ("cuda", "rocm"):
+        if sys.platform == "darwin" and variant in ("cuda", "cuda12", "rocm"):
+            name = "ROCm" if variant == "rocm" else "CUDA"
             raise worker_client.WorkerError(
-                f"PyTorch has no {variant.upper()} build for macOS; choose Automatic or CPU."
+                f"PyTorch has no {name} build for macOS; choose Automatic or CPU."
             )
         index_url = None
         if prefs.index_url.strip() and not wheel_dir:

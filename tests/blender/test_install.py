@@ -121,10 +121,14 @@ def test_download_commands_per_platform(tmp_path):
     assert "--only-binary=:all:" in linux_cuda
     assert linux_cuda[linux_cuda.index("--python-version") + 1] == "3.11"
     assert "manylinux_2_28_x86_64" in linux_cuda
-    assert (
-        linux_cuda[linux_cuda.index("--index-url") + 1] == "https://download.pytorch.org/whl/cu128"
-    )
-    assert linux_cuda[linux_cuda.index("--extra-index-url") + 1] == PYPI
+    # PyPI's Linux torch is the CUDA 13 build; Windows and CUDA 12.8 come from PyTorch's index
+    assert linux_cuda[linux_cuda.index("--index-url") + 1] == PYPI
+    assert "--extra-index-url" not in linux_cuda
+    win_cuda = build.download_command("windows-x64", "cuda", tmp_path)
+    assert win_cuda[win_cuda.index("--index-url") + 1] == "https://download.pytorch.org/whl/cu130"
+    assert win_cuda[win_cuda.index("--extra-index-url") + 1] == PYPI
+    linux_cu12 = build.download_command("linux-x64", "cuda12", tmp_path)
+    assert linux_cu12[linux_cu12.index("--index-url") + 1].endswith("/whl/cu128")
     assert "torch==2.13.0" in linux_cuda
     windows = build.download_command("windows-x64", "cpu", tmp_path)
     assert "win_amd64" in windows and CPU_INDEX in windows
@@ -204,6 +208,8 @@ def test_status_bad_interpreters_and_installs(
     assert offline["train"]["checkpoint"] and os.path.isfile(offline["train"]["checkpoint"])
 
     # 4. The online install, run as the UI runs it (background pip, timer), from a mirror.
+    bad_index = run.stage("bad_index")["op"]
+    assert bad_index["ret"] == ["CANCELLED"] and "is not a URL" in bad_index["error"], bad_index
     mirror = run.stage("mirror")
     print(
         f"online install from the local index: {mirror['seconds']:.1f} s, {mirror['polls']} polls"

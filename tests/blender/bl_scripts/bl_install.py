@@ -95,6 +95,8 @@ def main():
 def mirror_install(args, prefs, module) -> None:
     bpy.context.preferences.system.use_online_access = True  # as a user allows it
     prefs.python_path = args.bare_python
+    prefs.index_url = "mirror.example.com simple"
+    bl.result(stage="bad_index", op=bl.call_op(bpy.ops.fsgan.install_torch, offline=False))
     prefs.index_url = args.index_url
     prefs.install_variant = "cpu"
     target = module.site_packages_dir()

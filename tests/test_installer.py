@@ -1,0 +1,91 @@
+"""fsgan_blender/installer.py's pure parts (no bpy, no pip run): which PyTorch build and index a
+machine gets, the pip command lines, and the status sentences. The installs themselves run in
+real Blender in tests/blender/test_install.py."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import types
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def installer():
+    # The add-on's __init__ imports bpy; its installer does not: load it in a bare package.
+    pkg = types.ModuleType("fsgan_src")
+    pkg.__path__ = [os.path.join(ROOT, "fsgan_blender")]
+    sys.modules["fsgan_src"] = pkg
+    try:
+        yield importlib.import_module("fsgan_src.installer")
+    finally:
+        for name in [n for n in sys.modules if n == "fsgan_src" or n.startswith("fsgan_src.")]:
+            del sys.modules[name]
+
+
+def test_automatic_variant_follows_the_driver(installer, monkeypatch):
+    monkeypatch.setattr(installer.shutil, "which", lambda name: None)  # no GPU tools here
+    assert installer.default_variant("darwin") == "default"
+    assert installer.default_variant("linux", driver=None) == "cpu"
+    assert installer.default_variant("win32", driver=None) == "cpu"
+    assert installer.default_variant("linux", driver=580) == "cuda"
+    assert installer.default_variant("win32", driver=610) == "cuda"
+    assert installer.default_variant("linux", driver=575) == "cuda12"  # CUDA 13 needs 580+
+    monkeypatch.setattr(installer.shutil, "which", lambda name: name == "rocminfo" or None)
+    assert installer.default_variant("linux", driver=None) == "rocm"
+    assert installer.default_variant("win32", driver=None) == "cpu"
+
+
+def test_indexes_per_platform(installer, monkeypatch):
+    monkeypatch.delenv(installer.ENV_INDEX, raising=False)
+    pypi = installer.PYPI
+    # PyPI's Linux torch 2.13.0 is the CUDA 13.0 build; Windows needs PyTorch's cu130 index.
+    assert installer.index_args("cuda", "linux") == ["--index-url", pypi]
+    assert installer.index_args("cuda", "win32") == [
+        "--index-url", "https://download.pytorch.org/whl/cu130", "--extra-index-url", pypi,
+    ]  # fmt: skip
+    assert installer.index_args("cuda12", "linux")[1].endswith("/whl/cu128")
+    assert installer.index_args("cpu", "linux")[1].endswith("/whl/cpu")
+    assert installer.index_args("default", "darwin") == ["--index-url", pypi]
+    monkeypatch.setenv(installer.ENV_INDEX, "https://mirror.example/torch")
+    assert installer.index_args("cuda", "linux")[:2] == [
+        "--index-url",
+        "https://mirror.example/torch",
+    ]
+
+
+def test_install_commands(installer):
+    pip = ["python", "-m", "pip"]
+    mirror = installer.install_command(pip, "/t", variant="cuda", index_url="https://m/simple")
+    assert mirror[mirror.index("--index-url") + 1] == "https://m/simple"
+    assert "--extra-index-url" not in mirror and "--no-index" not in mirror
+    offline = installer.install_command(pip, "/t", wheel_dir="/w", index_url="https://m/simple")
+    assert offline[offline.index("--find-links") + 1] == "/w"
+    assert "--no-index" in offline and "--index-url" not in offline
+    assert offline[-len(installer.REQUIREMENTS) :] == list(installer.REQUIREMENTS)
+    other = installer.install_command(pip, "/t", worker_python="/env/bin/python")
+    assert other[other.index("--python") + 1] == "/env/bin/python"
+    assert other[other.index("--target") + 1] == "/t"
+
+
+def test_index_url_must_be_a_url(installer):
+    assert installer.check_index_url(" https://m.example/simple ") == "https://m.example/simple"
+    assert installer.check_index_url("file:///srv/simple") == "file:///srv/simple"
+    for bad in ("mirror.example.com", "https://", "ftp://x/simple", "https://a b"):
+        with pytest.raises(installer.worker_client.WorkerError, match="is not a URL"):
+            installer.check_index_url(bad)
+
+
+def test_status_sentences(installer):
+    cpu = {"torch": "2.13.0+cpu", "build": "cpu", "device": "cpu"}
+    assert installer.describe(cpu) == "PyTorch 2.13.0+cpu (CPU build) on CPU"
+    gpu = {"torch": "2.13.0", "build": "cuda", "cuda_build": "13.0", "device": "cuda",
+           "gpu_name": "NVIDIA H100", "gpu_memory_gb": 79.2, "cuda_available": True}  # fmt: skip
+    assert installer.describe(gpu) == "PyTorch 2.13.0 (CUDA 13.0 build) on NVIDIA H100 (79.2 GB)"
+    old_driver = {**gpu, "device": "cpu", "cuda_available": False}
+    text = installer.describe(old_driver)
+    assert "no usable GPU found" in text and "driver 580" in text and "CUDA 12.8" in text
