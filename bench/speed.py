@@ -319,6 +319,8 @@ def run(args) -> dict:
                     flops = training_flops(mcfg, batch * trainer.unroll)
                 res = time_training(trainer, warmup, steps, mem)
                 res["host_syncs_in_step"] = sync_free_step(trainer)
+                # at once, so a run cut short (a time limit) still leaves its numbers in the log
+                print(f"    {json.dumps(res)}", flush=True)
                 if batch == batches[0]:
                     for n_start in (1, r_batch):
                         fps = time_rollout(trainer, n_start, r_frames)

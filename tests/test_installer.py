@@ -89,3 +89,20 @@ def test_status_sentences(installer):
     old_driver = {**gpu, "device": "cpu", "cuda_available": False}
     text = installer.describe(old_driver)
     assert "no usable GPU found" in text and "driver 580" in text and "CUDA 12.8" in text
+
+
+def test_pip_from_ensurepip_when_python_has_no_pip(installer, tmp_path):
+    """Blender's Python may lack pip: then pip runs from the wheel ensurepip bundles."""
+    import subprocess
+    import venv
+
+    venv.create(tmp_path / "v", with_pip=False)
+    python = str(
+        tmp_path / "v" / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+    )
+    prefix = installer.pip_prefix(python)
+    assert prefix[0] == python and prefix[1].endswith("pip") and ".whl" in prefix[1], prefix
+    out = subprocess.run([*prefix, "--version"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.startswith("pip "), out.stderr
+    with_pip = installer.pip_prefix(sys.executable)  # this Python has pip
+    assert with_pip == [sys.executable, "-m", "pip"]
