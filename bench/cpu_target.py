@@ -34,13 +34,17 @@ def main(argv=None) -> int:
         "--budget-s", type=float, default=300.0, help="training wall time (default: 300)"
     )
     p.add_argument("--width-mult", type=float, default=0.25, help="model width (default: 0.25)")
+    p.add_argument(
+        "--precision", default="auto", help="auto (the CPU default), fp32 or bf16 (default: auto)"
+    )
     p.add_argument("--json", help="write the result here")
     args = p.parse_args(argv)
     arr = make_clip(args.clip, 64, 128, 72, seed=0)
     n_train = int(round(64 * TRAIN_FRACTION))
-    rt = pick_device("cpu")
+    rt = pick_device("cpu", args.precision)
     mcfg = ModelConfig(preset="default", width=128, height=72, width_mult=args.width_mult)
-    trainer = Trainer(_clip_of(arr[:n_train]), mcfg, TrainConfig(steps=10**9, device="cpu"), rt)
+    tcfg = TrainConfig(steps=10**9, device="cpu", precision=args.precision)
+    trainer = Trainer(_clip_of(arr[:n_train]), mcfg, tcfg, rt)
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < args.budget_s:
         trainer.step()
@@ -50,7 +54,8 @@ def main(argv=None) -> int:
     base = evaluate(CopyLast(), 1, frames, n_train, rt)
     out = {
         "clip": args.clip, "size": "128x72", "frames": 64, "train_frames": n_train,
-        "threads": torch.get_num_threads(), "steps": trainer.step_num,
+        "threads": torch.get_num_threads(), "precision": str(rt.amp_dtype or "fp32"),
+        "steps": trainer.step_num,
         "train_s": round(train_s, 1), "default_1step_ssim": res["one_step"]["ssim"],
         "copy_last_1step_ssim": base["one_step"]["ssim"],
         "default_ssim_at_10": res["rollout"]["10"]["ssim"],

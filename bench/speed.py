@@ -362,7 +362,7 @@ def run(args) -> dict:
             for v in variants:
                 if v != "naive":
                     equivalence.append(
-                        compare_losses(preset, w, h, batch, v, hist["naive"], hist[v])
+                        compare_losses(preset, w, h, batch, v, hist["naive"], hist[v], args.device)
                     )
     return {"meta": meta, "training": rows, "rollout": rollouts, "loss_equivalence": equivalence}
 
@@ -377,19 +377,18 @@ def loss_history(variant: str, clip: Clip, mcfg: ModelConfig, batch: int, device
     return torch.stack([torch.stack([o[k].float() for k in LOSS_KEYS]) for o in outs]).cpu()
 
 
-def compare_losses(preset, w, h, batch, variant, a, b) -> dict:
+def compare_losses(preset, w, h, batch, variant, a, b, device: str = "auto") -> dict:
     """Same seed, same batches: the variants' losses over their first steps. fp32 variants must
-    agree to 1e-4 (only summation order differs); bf16 ones to 5e-2 (8-bit mantissa)."""
+    agree to 1e-4 (only summation order differs); bf16 ones to 5e-2 (8-bit mantissa). "auto"
+    is whatever the device resolves it to (bf16 on CUDA and on CPUs with bf16 hardware)."""
     n = min(len(a), len(b))
     diff = (a[:n] - b[:n]).abs()
     rel = diff / a[:n].abs().clamp_min(1e-3)
-    fp32 = VARIANTS[variant]["precision"] == "fp32" or (
-        VARIANTS[variant]["precision"] == "auto" and not torch.cuda.is_available()
-    )
+    fp32 = pick_device(device, VARIANTS[variant]["precision"]).amp_dtype is None
     tol = 1e-4 if fp32 else 5e-2
     return {
         "preset": preset, "width": w, "height": h, "batch": batch, "variant": variant,
-        "steps": n, "tolerance_rel": tol,
+        "steps": n, "tolerance_rel": tol, "precision": "fp32" if fp32 else "bf16",
         "max_abs_diff": diff.max().item(), "max_rel_diff": rel.max().item(),
         "within_tolerance": bool(rel.max().item() <= tol),
         "naive_losses": a[:n].tolist(), "variant_losses": b[:n].tolist(), "loss_keys": LOSS_KEYS,

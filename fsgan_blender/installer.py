@@ -454,6 +454,8 @@ def describe(info: dict[str, Any]) -> str:
         text += " on Apple GPU (MPS)"
     else:
         text += " on CPU"
+        if info.get("precision") == "bf16":
+            text += " (bf16 hardware: faster)"
         if build in ("cuda", "rocm") and not info.get("cuda_available"):
             text += " (no usable GPU found"
             if build == "cuda" and str(info.get("cuda_build") or "").startswith("13"):

@@ -1,7 +1,8 @@
 """Multi-process training (core/distributed.py): two gloo processes on the CPU must train like one
 process with the same global batch.
 
-The setup is deterministic: dropout 0 and no DiffAugment, since those draw per-rank random numbers
+The setup is deterministic: fp32 (bf16 autocast, the default on CPUs with bf16 hardware, rounds
+a batch of 2 and a batch of 4 differently), dropout 0 and no DiffAugment, since those draw per-rank random numbers
 (independent across ranks by design, so not the numbers one process draws). What remains differs
 only in floating-point summation order (a batch of 2 + an all-reduce instead of a batch of 4):
 observed, losses agree to ~1e-6 relative, and each weight tensor's 3-step update (its distance
@@ -48,8 +49,8 @@ def _configs(case: str, steps: int = STEPS) -> tuple[ModelConfig, TrainConfig]:
     preset, overrides = CASES[case]
     mcfg = ModelConfig(preset=preset, width=W, height=H, width_mult=0.125, dropout=0.0)
     tcfg = TrainConfig(
-        steps=steps, batch_size=BATCH, seed=3, device="cpu", diffaug="", preview_every=0,
-        checkpoint_every=0, **overrides,
+        steps=steps, batch_size=BATCH, seed=3, device="cpu", precision="fp32", diffaug="",
+        preview_every=0, checkpoint_every=0, **overrides,
     )  # fmt: skip
     return mcfg, tcfg
 

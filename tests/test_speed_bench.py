@@ -12,7 +12,7 @@ from bench import speed
 ARGS = [
     "--quick", "--configs", "paper:16x16:0.125,default:16x16:0.125", "--batches", "1,2",
     "--variants", "naive,optimized", "--warmup", "0", "--steps", "1", "--rollout-frames", "1",
-    "--rollout-batch", "2", "--check-steps", "2", "--device", "cpu", "--threads", "1",
+    "--rollout-batch", "2", "--check-steps", "1", "--device", "cpu", "--threads", "1",
 ]  # fmt: skip
 
 
@@ -61,10 +61,19 @@ def test_rollout_rows(report):
 
 
 def test_optimized_trains_like_naive(report):
-    """On the CPU the default path is fp32: the same losses to 1e-4 (tested, not assumed)."""
+    """The default CPU path trains like the naive port: the same losses to 1e-4 where it is
+    fp32, to 5e-2 where it is bf16 autocast (CPUs with bf16 hardware, like CI's). One step: the
+    paper preset (purely adversarial, BatchNorm) is chaotic, so any numeric change separates
+    its trajectories after the first updates (see the next tests for longer runs)."""
+    from core.device import pick_device
+
+    bf16 = pick_device("cpu").amp_dtype is not None
     eq = report["loss_equivalence"]
     assert {e["preset"] for e in eq} == {"paper", "default"}
-    assert all(e["within_tolerance"] and e["max_rel_diff"] <= 1e-4 for e in eq), eq
+    for e in eq:
+        assert e["precision"] == ("bf16" if bf16 else "fp32"), e
+        assert e["tolerance_rel"] == (5e-2 if bf16 else 1e-4), e
+        assert e["within_tolerance"] and e["max_rel_diff"] <= e["tolerance_rel"], e
 
 
 def test_peak_table():
@@ -86,3 +95,15 @@ def test_channels_last_trains_like_contiguous_on_cpu(preset):
     a = speed.loss_history("naive", clip, mcfg, 2, "cpu", 3)
     b = speed.loss_history("cl_fp32", clip, mcfg, 2, "cpu", 3)
     assert ((a - b).abs() / a.abs().clamp_min(1e-3)).max().item() <= 1e-4
+
+
+def test_bf16_trains_like_fp32_on_the_default_preset():
+    """bf16 autocast (the default on CUDA and on CPUs with bf16 hardware) keeps the default
+    preset's training on the fp32 path over several steps: losses within 5e-2."""
+    from core.models import ModelConfig
+
+    mcfg = ModelConfig(preset="default", width=16, height=16, width_mult=0.125)
+    clip = speed.synthetic_clip(8, 16, 16)
+    a = speed.loss_history("cl_fp32", clip, mcfg, 2, "cpu", 4)
+    b = speed.loss_history("bf16", clip, mcfg, 2, "cpu", 4)
+    assert ((a - b).abs() / a.abs().clamp_min(1e-3)).max().item() <= 5e-2
