@@ -223,7 +223,7 @@ def _clip_of(arr: np.ndarray) -> Clip:
 
 
 def train_model(
-    arr: np.ndarray, preset: str, overrides: dict, seed: int, device: str
+    arr: np.ndarray, preset: str, overrides: dict, seed: int, device: str, precision: str = "auto"
 ) -> tuple[nn.Module, int, dict]:
     """Train ``preset`` on the frames ``arr``; returns (generator for sampling, context, info)."""
     mnames = set(ModelConfig.__dataclass_fields__)
@@ -235,8 +235,8 @@ def train_model(
     mcfg = ModelConfig(preset=preset, width=w, height=h, channels=c,
                        **{k: v for k, v in overrides.items() if k in mnames})  # fmt: skip
     tcfg = TrainConfig(
-        seed=seed, device=device, preview_every=0, checkpoint_every=0, log_every=10**9,
-        **{k: v for k, v in overrides.items() if k in tnames},
+        seed=seed, device=device, precision=precision, preview_every=0, checkpoint_every=0,
+        log_every=10**9, **{k: v for k, v in overrides.items() if k in tnames},
     )  # fmt: skip
     trainer = Trainer(_clip_of(arr), mcfg, tcfg)
     t0, c0 = time.perf_counter(), time.process_time()
@@ -259,7 +259,7 @@ def run_clip(name: str, prof: Profile, methods, args, log) -> tuple[dict, dict]:
     arr = make_clip(name, prof.frames, prof.width, prof.height, seed=args.seed)
     n_train = int(round(prof.frames * TRAIN_FRACTION))
     frames = to_float(torch.from_numpy(arr).permute(0, 3, 1, 2))
-    rt = pick_device(args.device)
+    rt = pick_device(args.device, args.precision)
     results, rollouts = {}, {}
     for m in methods:
         if m == "copy_last":
@@ -270,7 +270,7 @@ def run_clip(name: str, prof: Profile, methods, args, log) -> tuple[dict, dict]:
             over = dict(getattr(prof, m))
             if args.steps is not None:
                 over["steps"] = args.steps
-            g, k, info = train_model(arr[:n_train], m, over, args.seed, args.device)
+            g, k, info = train_model(arr[:n_train], m, over, args.seed, args.device, args.precision)
         g = g.to(rt.device)
         res = evaluate(g, k, frames, n_train, rt)
         res["train"] = info
@@ -419,14 +419,16 @@ def run_ablation(prof: Profile, args, log) -> dict:
         arr = make_clip(clip, prof.frames, prof.width, prof.height, seed=args.seed)
         n_train = int(round(prof.frames * TRAIN_FRACTION))
         frames = to_float(torch.from_numpy(arr).permute(0, 3, 1, 2))
-        rt = pick_device(args.device)
+        rt = pick_device(args.device, args.precision)
         out[clip] = {}
         for name, change in ABLATIONS.items():
             over = {**prof.default, **change}
             if args.steps is not None:
                 over["steps"] = args.steps
             try:
-                g, k, info = train_model(arr[:n_train], "default", over, args.seed, args.device)
+                g, k, info = train_model(
+                    arr[:n_train], "default", over, args.seed, args.device, args.precision
+                )
             except ValueError as exc:  # a switch this core/ does not have
                 log(f"  {clip:<22} {name:<32} skipped: {exc}")
                 continue
@@ -452,6 +454,9 @@ def parse_args(argv):
     p.add_argument("--steps", type=int, help="training steps of every learned method (override)")
     p.add_argument("--seed", type=int, default=0, help="seed of the clips and the training")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    p.add_argument(
+        "--precision", default="auto", help="auto (bf16 where the hardware has it), bf16, fp32"
+    )
     p.add_argument("--out", default="bench_out/quality", help="folder for results.json")
     p.add_argument("--sheets", help="folder for one contact-sheet PNG per clip (e.g. docs/quality)")
     p.add_argument("--threads", type=int, help="torch CPU threads (1 is faster on a busy machine)")
@@ -492,6 +497,7 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "device": pick_device(args.device).describe(),
+        "precision": "bf16" if pick_device(args.device, args.precision).amp_dtype else "fp32",
         "data_range": "[0, 1] (uint8 / 255), all channels",
         "psnr_cap_db": PSNR_CAP,
         "stability": {"std_floor": STD_FLOOR, "drift_bound": DRIFT_BOUND},
