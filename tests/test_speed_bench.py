@@ -107,3 +107,23 @@ def test_bf16_trains_like_fp32_on_the_default_preset():
     a = speed.loss_history("cl_fp32", clip, mcfg, 2, "cpu", 4)
     b = speed.loss_history("bf16", clip, mcfg, 2, "cpu", 4)
     assert ((a - b).abs() / a.abs().clamp_min(1e-3)).max().item() <= 5e-2
+
+
+def test_interleaved_ab(tmp_path):
+    """bench/ab.py: both variants timed in turn; the speed-up is the median per-pair ratio."""
+    from bench import ab
+
+    out = tmp_path / "ab.json"
+    threads = torch.get_num_threads()
+    try:
+        args = ["--configs", "default:16x16:0.125", "--steps", "3", "--warmup", "1",
+                "--device", "cpu", "--json", str(out)]  # fmt: skip
+        assert ab.main(args) == 0
+    finally:
+        torch.set_num_threads(threads)
+    (r,) = json.loads(out.read_text())["results"]
+    assert (r["a"], r["b"], r["steps"]) == ("naive", "cl_fp32", 3)
+    assert all(t > 0 for t in r["median_s"].values())
+    assert 0 < r["speedup_min"] <= r["speedup_b_over_a"] <= r["speedup_max"]
+    with pytest.raises(SystemExit):
+        ab.main(["--variants", "naive,warp_drive"])
