@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     base = evaluate(CopyLast(), 1, frames, n_train, rt)
     out = {
         "clip": args.clip, "size": "128x72", "frames": 64, "train_frames": n_train,
-        "threads": torch.get_num_threads(), "precision": str(rt.amp_dtype or "fp32"),
+        "threads": torch.get_num_threads(), "precision": "bf16" if rt.amp_dtype else "fp32",
         "steps": trainer.step_num,
         "train_s": round(train_s, 1), "default_1step_ssim": res["one_step"]["ssim"],
         "copy_last_1step_ssim": base["one_step"]["ssim"],
