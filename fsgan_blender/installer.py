@@ -91,14 +91,12 @@ def nvidia_driver_major() -> int | None:
     return int(m.group(1)) if m else None
 
 
-def default_variant(platform: str = sys.platform, driver: int | None | str = "probe") -> str:
-    """The variant for this machine: what AUTO means."""
+def default_variant(platform: str = sys.platform, driver: int | None = None) -> str:
+    """What AUTO means on this machine; ``driver`` is nvidia_driver_major() (None: unknown)."""
     if platform == "darwin":
         return "default"
-    if driver == "probe":
-        driver = nvidia_driver_major()
     if driver is not None or shutil.which("nvidia-smi"):
-        return "cuda12" if isinstance(driver, int) and driver < CUDA13_MIN_DRIVER else "cuda"
+        return "cuda12" if driver is not None and driver < CUDA13_MIN_DRIVER else "cuda"
     if platform.startswith("linux") and (shutil.which("rocminfo") or shutil.which("rocm-smi")):
         return "rocm"
     return "cpu"

@@ -408,7 +408,7 @@ class FSGAN_OT_install_torch(bpy.types.Operator):
             raise worker_client.WorkerError(ONLINE_HINT)
         variant = prefs.install_variant
         if variant == "AUTO":
-            variant = installer.default_variant()
+            variant = installer.default_variant(driver=installer.nvidia_driver_major())
         if sys.platform == "darwin" and variant in ("cuda", "cuda12", "rocm"):
             name = "ROCm" if variant == "rocm" else "CUDA"
             raise worker_client.WorkerError(

@@ -7,6 +7,23 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+# Options of a quick CPU training run (32x32, narrow networks), for `run_cli("train", ...)`.
+TINY_ARGS = [
+    "--width",
+    32,
+    "--height",
+    32,
+    "--width-mult",
+    0.125,
+    "--batch-size",
+    2,
+    "--device",
+    "cpu",
+    "--preview-every",
+    0,
+]
+
+
 def run_cli(*args, timeout=300, **kw):
     """Run `python -m core ...` from the repository root; returns the CompletedProcess."""
     return subprocess.run(

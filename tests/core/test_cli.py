@@ -5,22 +5,7 @@ import sys
 
 from PIL import Image
 
-from .conftest import ROOT, run_cli
-
-TINY_ARGS = [
-    "--width",
-    32,
-    "--height",
-    32,
-    "--width-mult",
-    0.125,
-    "--batch-size",
-    2,
-    "--device",
-    "cpu",
-    "--preview-every",
-    0,
-]
+from .conftest import ROOT, TINY_ARGS, run_cli
 
 
 def test_train_then_extend_writes_frames(clip_dir, tmp_path):

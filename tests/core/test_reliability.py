@@ -135,24 +135,21 @@ def test_job_file_is_validated(tmp_path):
 def test_checkpoint_for_another_resolution_is_a_clear_error(tmp_path, clip_dir):
     """Resuming a 32x32 checkpoint on frames at another training size keeps the checkpoint's
     resolution; asking for another preset or channel count is refused clearly."""
-    from .conftest import run_cli
+    from .conftest import TINY_ARGS, run_cli
 
     ckpt = tmp_path / "m.safetensors"
-    args = [
-        "--width",
-        32,
-        "--height",
-        32,
-        "--width-mult",
-        0.125,
-        "--batch-size",
-        2,
-        "--device",
-        "cpu",
-    ]
     assert (
         run_cli(
-            "train", "--frames", clip_dir, "--out", ckpt, "--steps", 1, "--preset", "paper", *args
+            "train",
+            "--frames",
+            clip_dir,
+            "--out",
+            ckpt,
+            "--steps",
+            1,
+            "--preset",
+            "paper",
+            *TINY_ARGS,
         ).returncode
         == 0
     )
@@ -198,28 +195,10 @@ def test_worker_ends_when_its_parent_goes_away(tmp_path, clip_dir):
 
 
 def test_extend_job_honours_cancel(tmp_path, clip_dir):
-    from .conftest import run_cli
+    from .conftest import TINY_ARGS, run_cli
 
     ckpt = tmp_path / "m.safetensors"
-    r = run_cli(
-        "train",
-        "--frames",
-        clip_dir,
-        "--out",
-        ckpt,
-        "--steps",
-        1,
-        "--width",
-        32,
-        "--height",
-        32,
-        "--width-mult",
-        0.125,
-        "--batch-size",
-        2,
-        "--device",
-        "cpu",
-    )
+    r = run_cli("train", "--frames", clip_dir, "--out", ckpt, "--steps", 1, *TINY_ARGS)
     assert r.returncode == 0, r.stderr
     cancel = tmp_path / "cancel"
     cancel.write_text("")  # cancelled before it starts: no frame is written, done says so
