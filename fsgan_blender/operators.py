@@ -359,18 +359,22 @@ class FSGAN_OT_train_on_strip(_JobOperator, bpy.types.Operator):
         problem = strips.strip_problem(strip)
         if problem:
             raise ValueError(problem)
-        frames = strips.visible_frame_paths(strip)
-        missing = strips.missing_files(frames)
-        if missing:
-            raise ValueError(strips.missing_message(strip.name, frames, missing))
+        problem = strips.files_problem(strip)
+        if problem:
+            raise ValueError(problem)
+        width, height = self._value(s, "width"), self._value(s, "height")
+        if strip.type == "MOVIE":
+            _log(f"Reading {len(strips.visible_indices(strip))} frames of '{strip.name}'...")
+        # A movie's frames are decoded at twice the training size: enough for a clean resize.
+        frames = strips.visible_frame_paths(strip, max_size=(2 * width, 2 * height))
         existing = strips.checkpoint_of(strip)
         resume = bool(s.resume and existing and os.path.isfile(existing))
         checkpoint = existing if resume else paths.new_checkpoint_path(s, strip.name)
         train = {
             "preset": self._value(s, "preset"),
             "steps": self._value(s, "steps"),
-            "width": self._value(s, "width"),
-            "height": self._value(s, "height"),
+            "width": width,
+            "height": height,
             "device": self._value(s, "device"),
             "width_mult": round(self._value(s, "model_width"), 6),
             "seed": s.seed,
@@ -509,6 +513,8 @@ class FSGAN_OT_extend_animation(_JobOperator, bpy.types.Operator):
                 "train again or pick another checkpoint."
             )
         start = self._value(s, "start")
+        if strip.type == "MOVIE" and (problem := strips.files_problem(strip)):
+            raise ValueError(problem)
         frames = strips.context_frame_paths(strip, start, context.scene.frame_current)
         missing = strips.missing_files(frames)
         if missing:

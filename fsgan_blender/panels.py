@@ -126,12 +126,17 @@ class FSGAN_PT_source(_SidebarPanel, bpy.types.Panel):
         layout = self.layout
         strip = strips.active_strip(context)
         if strip is not None:
-            icon = "IMAGE_DATA" if strip.type == "IMAGE" else "SEQ_SEQUENCER"
+            icon = {"IMAGE": "IMAGE_DATA", "MOVIE": "FILE_MOVIE"}.get(strip.type, "SEQ_SEQUENCER")
             layout.label(text=strip.name, icon=icon)
-        if strip is not None and strip.type == "IMAGE":
+        known = strip is not None and strip.type in strips.USABLE_TYPES
+        if known and strip.type == "MOVIE" and strips.files_problem(strip, cached=True):
+            known = False  # without its file a movie has no frame count or size
+        if known:
             col = layout.column(align=True)
             visible = len(strips.visible_indices(strip))
-            col.label(text=f"Frames: {visible} visible of {len(strip.elements)}")
+            col.label(text=f"Frames: {visible} visible of {strips.content_length(strip)}")
+            if strip.type == "MOVIE":
+                col.label(text=f"Movie: {os.path.basename(strip.filepath)}")
             size = strips.strip_resolution(strip)
             col.label(text=f"Resolution: {size[0]} x {size[1]}" if size else "Resolution: ?")
             col.label(

@@ -7,11 +7,16 @@ API differences handled here and nowhere else:
 - An image strip is ``directory`` + ``elements[i].filename``; element ``i`` shows at scene frame
   ``frame_start + i``, and the visible range ``[frame_final_start, frame_final_end)`` is the
   content trimmed by ``frame_offset_start/end``.
+- A movie strip is one ``filepath``; its content frame ``i`` (``frame_duration`` of them) shows at
+  ``frame_start + i`` in the same way. Blender decodes it, so its frames reach the worker as PNGs
+  that Blender renders from a copy of the strip in a scratch scene (``movie_frame_paths``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import struct
 import time
 
@@ -22,6 +27,8 @@ from . import paths
 MIN_TRAIN_FRAMES = 3
 MAX_CHANNEL = 128
 CONTEXT_FRAMES = 8  # frames handed to an extend job; the last one is the start frame
+USABLE_TYPES = ("IMAGE", "MOVIE")
+MOVIE_CACHE_KEEP = 8  # decoded movies (per size) kept cached in the extension's user folder
 
 
 def children(container):
@@ -59,30 +66,59 @@ def find_strip(scene, name: str):
     return all_strips(se).get(name)
 
 
+def content_length(strip) -> int:
+    """Frames of content: an image strip's elements, a movie strip's frames."""
+    return len(strip.elements) if strip.type == "IMAGE" else int(strip.frame_duration)
+
+
 def visible_indices(strip) -> range:
-    """Indices into ``strip.elements`` of the frames the timeline shows, in order."""
+    """Indices of the content frames the timeline shows, in order (for an image strip, into
+    ``strip.elements``)."""
     first = int(round(strip.frame_final_start - strip.frame_start))
     last = int(round(strip.frame_final_end - strip.frame_start))  # exclusive
     # Still frames beyond the content (negative offsets) repeat an end frame: not new data.
-    return range(max(first, 0), min(last, len(strip.elements)))
+    return range(max(first, 0), min(last, content_length(strip)))
+
+
+def _library(strip):
+    return strip.id_data.library if strip.id_data else None
 
 
 def strip_directory(strip) -> str:
-    library = strip.id_data.library if strip.id_data else None
-    return os.path.normpath(bpy.path.abspath(strip.directory, library=library))
+    return os.path.normpath(bpy.path.abspath(strip.directory, library=_library(strip)))
 
 
-def visible_frame_paths(strip) -> list[str]:
+def movie_path(strip) -> str:
+    return os.path.normpath(bpy.path.abspath(strip.filepath, library=_library(strip)))
+
+
+def _blend_relative(strip) -> str:
+    """The strip's folder or movie file as stored (maybe ``//relative``)."""
+    return strip.directory if strip.type == "IMAGE" else strip.filepath
+
+
+def source_files(strip) -> list[str]:
+    """The files the visible frames come from: one per frame, or the one movie file."""
+    if strip.type == "MOVIE":
+        return [movie_path(strip)]
     directory = strip_directory(strip)
     return [os.path.join(directory, strip.elements[i].filename) for i in visible_indices(strip)]
 
 
+def visible_frame_paths(strip, max_size: tuple[int, int] | None = None) -> list[str]:
+    """One image file per visible frame, in order. A movie strip's frames are decoded by
+    Blender into a cache first, scaled down to fit ``max_size`` (never up) when given."""
+    if strip.type == "MOVIE":
+        return movie_frame_paths(strip, list(visible_indices(strip)), max_size)
+    return source_files(strip)
+
+
 def index_at_frame(strip, scene_frame: int) -> int | None:
-    """Element index shown at ``scene_frame``, or None outside the visible range."""
+    """Content index shown at ``scene_frame``, or None outside the visible range."""
     if not strip.frame_final_start <= scene_frame < strip.frame_final_end:
         return None
     index = int(round(scene_frame - strip.frame_start))
-    return index if 0 <= index < len(strip.elements) else None
+    return index if 0 <= index < content_length(strip) else None
 
 
 def context_frame_paths(strip, start: str, scene_frame: int) -> list[str]:
@@ -101,8 +137,11 @@ def context_frame_paths(strip, start: str, scene_frame: int) -> list[str]:
                 f"(frames {strip.frame_final_start}-{strip.frame_final_end - 1})."
             )
         indices = [i for i in indices if i <= index]
+    indices = indices[-CONTEXT_FRAMES:]
+    if strip.type == "MOVIE":  # full size: generated frames match the movie's
+        return movie_frame_paths(strip, indices)
     directory = strip_directory(strip)
-    return [os.path.join(directory, strip.elements[i].filename) for i in indices][-CONTEXT_FRAMES:]
+    return [os.path.join(directory, strip.elements[i].filename) for i in indices]
 
 
 def strip_problem(
@@ -111,36 +150,49 @@ def strip_problem(
     """Why ``strip`` can't be used (one sentence), or None when it can.
 
     ``check_files`` also looks for missing frame files (cached for a moment: polls and panels
-    call this on every redraw).
+    call this on every redraw); a movie strip's one file is always looked for.
     """
     if strip is None:
-        return "No active strip: select an image-sequence strip in the Sequencer."
-    if strip.type != "IMAGE":
+        return "No active strip: select an image-sequence or movie strip in the Sequencer."
+    if strip.type not in USABLE_TYPES:
         kind = strip.type.replace("_", " ").lower()
         return (
             f"The active strip '{strip.name}' is a {kind} strip; "
-            "FrameSequenceGAN needs an image-sequence strip."
+            "FrameSequenceGAN needs an image-sequence or movie strip."
         )
+    stored = _blend_relative(strip)
+    if stored.startswith("//") and not bpy.data.filepath and _library(strip) is None:
+        # bpy.path.abspath would resolve it against the current directory: the wrong files.
+        what = "folder" if strip.type == "IMAGE" else "movie file"
+        return (
+            f"The strip '{strip.name}' uses a {what} relative to the .blend file "
+            f"({stored}), which is not saved yet; save the file or make the path absolute."
+        )
+    if strip.type == "MOVIE" and (problem := files_problem(strip, cached=True)):
+        return problem  # one file, and without it Blender knows no frame count
     count = len(visible_indices(strip))
     if count < min_frames:
         return (
             f"The strip '{strip.name}' shows {count} frame{'s' if count != 1 else ''}; "
             f"at least {min_frames} are needed."
         )
-    library = strip.id_data.library if strip.id_data else None
-    if strip.directory.startswith("//") and not bpy.data.filepath and library is None:
-        # bpy.path.abspath would resolve it against the current directory: the wrong files.
-        return (
-            f"The strip '{strip.name}' uses a folder relative to the .blend file "
-            f"({strip.directory}), which is not saved yet; save the file or make the path "
-            "absolute."
-        )
-    if check_files:
-        frames = visible_frame_paths(strip)
-        missing = cached_missing_files(frames)
-        if missing:
-            return missing_message(strip.name, frames, missing)
+    if check_files and strip.type == "IMAGE":
+        return files_problem(strip, cached=True)
     return None
+
+
+def files_problem(strip, cached: bool = False) -> str | None:
+    """Which of the files behind the visible frames are missing (one sentence), or None."""
+    files = source_files(strip)
+    missing = (cached_missing_files if cached else missing_files)(files)
+    if not missing:
+        return None
+    if strip.type == "MOVIE":
+        return (
+            f"The movie file {missing[0]} of strip '{strip.name}' is missing; relink the strip "
+            "or restore the file."
+        )
+    return missing_message(strip.name, files, missing)
 
 
 def missing_files(frame_paths: list[str]) -> list[str]:
@@ -222,9 +274,172 @@ def strip_resolution(strip) -> tuple[int, int] | None:
     indices = visible_indices(strip)
     if not indices:
         return None
+    if strip.type == "MOVIE":  # known once Blender opened the movie (saved in the .blend)
+        element = strip.elements[0] if len(strip.elements) else None
+        if element is None or element.orig_width <= 0 or element.orig_height <= 0:
+            return None
+        return int(element.orig_width), int(element.orig_height)
     # Not element.orig_width/height: they are unset (even garbage) until Blender loads a frame.
     element = strip.elements[indices[0]]
     return image_size(os.path.join(strip_directory(strip), element.filename))
+
+
+# --- movie strips: frames decoded by Blender ------------------------------------------------
+
+# What a movie strip's picture depends on, copied onto the scratch strip that renders it (those
+# a Blender version lacks are skipped). Modifiers and retiming are not copied.
+_MOVIE_PROPS = (
+    "stream_index",
+    "animation_offset_start",
+    "animation_offset_end",
+    "use_reverse_frames",
+    "use_flip_x",
+    "use_flip_y",
+    "use_deinterlace",
+    "color_saturation",
+    "color_multiply",
+)
+
+
+def _fit(size: tuple[int, int], max_size: tuple[int, int] | None) -> tuple[int, int]:
+    """``size`` scaled down to fit inside ``max_size`` (aspect kept), never up."""
+    w, h = size
+    if not max_size:
+        return w, h
+    f = min(1.0, max_size[0] / w, max_size[1] / h)
+    return max(1, round(w * f)), max(1, round(h * f))
+
+
+def _movie_cache(strip, size: tuple[int, int]) -> str:
+    """The cache folder for this movie as this strip shows it at ``size``: a new folder when
+    the file or any setting that changes its picture changes."""
+    path = movie_path(strip)
+    st = os.stat(path)
+    scene = strip.id_data
+    facts = [path, st.st_size, st.st_mtime_ns, size, strip.colorspace_settings.name]
+    facts += [scene.render.fps, scene.render.fps_base]
+    facts += [repr(getattr(strip, a, None)) for a in _MOVIE_PROPS]
+    key = hashlib.sha1(repr(facts).encode()).hexdigest()[:16]
+    base = paths.user_dir("movie_frames")
+    _prune(base, keep=MOVIE_CACHE_KEEP, current=key)
+    folder = os.path.join(base, key)
+    os.makedirs(folder, exist_ok=True)
+    os.utime(folder)  # most recently used
+    return folder
+
+
+def _prune(base: str, keep: int, current: str) -> None:
+    try:
+        entries = [e for e in os.listdir(base) if e != current]
+    except OSError:
+        return
+    folders = [os.path.join(base, e) for e in entries if os.path.isdir(os.path.join(base, e))]
+    folders.sort(key=os.path.getmtime)
+    for old in folders[: max(0, len(folders) - (keep - 1))]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def movie_frame_paths(
+    strip, indices: list[int], max_size: tuple[int, int] | None = None
+) -> list[str]:
+    """PNG files of a movie strip's content frames ``indices`` (as ``visible_indices``
+    numbers them), decoded and rendered by Blender, cached in the extension's user folder.
+
+    The frames are what the strip shows in an sRGB view with the Standard transform, at the
+    movie's size or scaled down to fit ``max_size``. Raises ValueError with a sentence for the
+    user when Blender cannot read the movie.
+    """
+    if not indices:
+        return []
+    path = movie_path(strip)
+    if not os.path.isfile(path):
+        raise ValueError(files_problem(strip) or f"The movie file {path} is missing.")
+    native = strip_resolution(strip)
+    if native is None:
+        raise ValueError(
+            f"Blender cannot read the movie {path} of strip '{strip.name}' (no picture size)."
+        )
+    size = _fit(native, max_size)
+    folder = _movie_cache(strip, size)
+    out = [os.path.join(folder, f"{i:06d}.png") for i in indices]
+    todo = [i for i, p in zip(indices, out) if not os.path.isfile(p)]
+    if todo:
+        _render_movie(strip, min(todo), max(todo), size, folder)
+    missing = [p for p in out if not os.path.isfile(p)]
+    if missing:
+        raise ValueError(
+            f"Blender could not decode {len(missing)} of {len(out)} frames of the movie "
+            f"{path} (strip '{strip.name}')."
+        )
+    return out
+
+
+def _render_movie(strip, first: int, last: int, size: tuple[int, int], folder: str) -> None:
+    """Render content frames ``first..last`` of a copy of ``strip`` in a scratch scene to
+    ``folder/<index>.png`` (each written whole, then moved into place)."""
+    source_scene = strip.id_data
+    tmp = bpy.data.scenes.new(".fsgan_movie_frames")
+    work = os.path.join(folder, f".render-{os.getpid()}")
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    try:
+        r = tmp.render
+        r.resolution_x, r.resolution_y = size
+        r.resolution_percentage = 100
+        r.pixel_aspect_x = r.pixel_aspect_y = 1.0
+        r.fps, r.fps_base = source_scene.render.fps, source_scene.render.fps_base
+        r.use_sequencer = True
+        r.use_compositing = False
+        r.dither_intensity = 0.0  # dither would add noise to every frame
+        if hasattr(r.image_settings, "media_type"):  # 5.0
+            r.image_settings.media_type = "IMAGE"
+        r.image_settings.file_format = "PNG"
+        r.image_settings.color_mode = "RGB"
+        r.image_settings.color_depth = "8"
+        _set_enum(tmp.display_settings, "display_device", "sRGB")
+        _set_enum(tmp.view_settings, "view_transform", "Standard")
+        _set_enum(tmp.view_settings, "look", "None")
+        tmp.view_settings.exposure = 0.0
+        tmp.view_settings.gamma = 1.0
+        tmp.view_settings.use_curve_mapping = False
+        _set_enum(tmp.sequencer_colorspace_settings, "name", "sRGB")
+        se = tmp.sequence_editor_create()
+        copy = children(se).new_movie("movie", movie_path(strip), 1, 1, fit_method="FIT")
+        for attr in _MOVIE_PROPS:
+            if hasattr(strip, attr) and hasattr(copy, attr):
+                setattr(copy, attr, getattr(strip, attr))
+        _set_enum(copy.colorspace_settings, "name", strip.colorspace_settings.name)
+        copy.alpha_mode = strip.alpha_mode
+        if content_length(copy) != content_length(strip):
+            raise ValueError(
+                f"The movie strip '{strip.name}' shows {content_length(strip)} frames of content "
+                f"where its file decodes to {content_length(copy)}: a retimed or sped-up movie "
+                "strip is not supported; use the movie without retiming, or render it to images."
+            )
+        tmp.frame_start, tmp.frame_end = 1 + first, 1 + last
+        r.filepath = os.path.join(work, "f_#######")
+        r.use_file_extension = True
+        try:
+            bpy.ops.render.render(animation=True, scene=tmp.name)
+        except RuntimeError as exc:
+            raise ValueError(
+                f"Blender could not decode the movie {movie_path(strip)}: {exc}".rstrip()
+            ) from exc
+        for i in range(first, last + 1):
+            rendered = os.path.join(work, f"f_{1 + i:07d}.png")
+            if os.path.isfile(rendered):
+                os.replace(rendered, os.path.join(folder, f"{i:06d}.png"))
+    finally:
+        bpy.data.scenes.remove(tmp)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _set_enum(owner, attr: str, value: str) -> None:
+    """Set an enum by name where this Blender's colour configuration has it."""
+    try:
+        setattr(owner, attr, value)
+    except TypeError:
+        pass
 
 
 def checkpoint_of(strip) -> str:
@@ -256,8 +471,9 @@ def free_channel(collection, start: int, end: int, preferred: int) -> int:
 def insert_image_strip(scene, source, directory: str, filenames: list[str], frame_start: int):
     """A new image strip of ``filenames`` at ``frame_start`` on a free channel.
 
-    It takes the source strip's colour space, alpha mode, transform (which is where Blender
-    keeps the fit) and crop, so frames at the source's resolution line up with it.
+    It takes the source strip's colour space (sRGB after a movie strip), alpha mode, transform
+    (which is where Blender keeps the fit) and crop, so frames at the source's resolution line up
+    with it.
     """
     if not filenames:
         raise ValueError("There are no frames to insert.")
@@ -274,10 +490,10 @@ def insert_image_strip(scene, source, directory: str, filenames: list[str], fram
             strip.directory = bpy.path.relpath(directory) + "/"
         except ValueError:
             pass
-    try:
-        strip.colorspace_settings.name = source.colorspace_settings.name
-    except TypeError:  # a colour space this config does not know
-        pass
+    # Frames of a movie were rendered to sRGB (movie_frame_paths); an image strip's keep its
+    # files' colour space.
+    space = "sRGB" if source.type == "MOVIE" else source.colorspace_settings.name
+    _set_enum(strip.colorspace_settings, "name", space)  # unknown to this config: left as is
     strip.alpha_mode = source.alpha_mode
     for attr in ("scale_x", "scale_y", "offset_x", "offset_y", "rotation", "origin", "filter"):
         setattr(strip.transform, attr, getattr(source.transform, attr))

@@ -92,9 +92,11 @@ def main(args: argparse.Namespace) -> int:
     collection = (se.strips_all if hasattr(se, "strips_all") else se.sequences_all) if se else []
     strip = collection.get(args.strip) if se else None
     if strip is None:
-        images = sorted(s.name for s in collection if s.type == "IMAGE")
-        listing = ", ".join(images) if images else "none"
-        return fail(f"Scene '{scene.name}' has no strip '{args.strip}'; image strips: {listing}.")
+        usable = sorted(s.name for s in collection if s.type in ("IMAGE", "MOVIE"))
+        listing = ", ".join(usable) if usable else "none"
+        return fail(
+            f"Scene '{scene.name}' has no strip '{args.strip}'; image and movie strips: {listing}."
+        )
     se.active_strip = strip
 
     settings = scene.fsgan

@@ -31,7 +31,7 @@ def test_panels_and_poll_messages(python, blender, built_zip, frames16, tmp_path
 
     color = run.stage("color")
     assert "color strip" in text(color["panels"]["FSGAN_PT_source"])
-    assert "needs an image-sequence strip" in color["polls"]["train"]
+    assert "needs an image-sequence or movie strip" in color["polls"]["train"]
 
     short = run.stage("short")
     source = text(short["panels"]["FSGAN_PT_source"])

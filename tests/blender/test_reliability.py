@@ -62,12 +62,19 @@ def test_refused_strips_say_why(python, blender, built_zip, frames16, tmp_path):
 
     kinds = run.stage("kinds")["kinds"]
     assert set(kinds) == {"sound", "color", "text", "scene", "movie", "meta"}
+    # A movie strip is usable (tests/blender/test_movie.py); this one's file does not exist.
+    movie = kinds.pop("movie")
+    assert movie["type"] == "MOVIE", movie
+    for where in ("train", "extend"):
+        assert "clip.mp4 of strip 'mov' is missing; relink the strip" in movie[where], movie
+    assert "is missing; relink the strip" in movie["panel"], movie  # wrapped: no exact path
+    assert "Frames:" not in movie["panel"], movie  # no frame count without the file
     for kind, r in kinds.items():
         if "unavailable" in r:  # only sound strips, only in a bpy built without audio (4.2)
             assert kind == "sound" and "Audaspace" in r["unavailable"], r
             continue
         assert r["type"] == kind.upper(), r
-        reason = f"is a {kind} strip; FrameSequenceGAN needs an image-sequence strip"
+        reason = f"is a {kind} strip; FrameSequenceGAN needs an image-sequence or movie strip"
         assert reason in r["train"] and reason in r["extend"] and reason in r["panel"], r
 
     short = run.stage("short")["counts"]

@@ -28,7 +28,10 @@ def test_headless_extend_script(blender, frames16, tmp_path):
 
     wrong = run_script([script, "--blend", blend, "--strip", "nope", "--count", "2"], tmp_path)
     assert wrong.returncode == 1
-    assert "error: Scene 'Scene' has no strip 'nope'; image strips: shot 01/../x." in wrong.stderr
+    assert (
+        "error: Scene 'Scene' has no strip 'nope'; image and movie strips: shot 01/../x."
+        in wrong.stderr
+    )
 
     out = tmp_path / "out"
     proc = run_script([script, "--blend", blend, "--strip", "shot 01/../x", "--count", "4",

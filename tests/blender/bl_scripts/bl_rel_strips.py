@@ -1,6 +1,6 @@
 """Strips the operators refuse, each with its one-sentence reason in the poll and the panel.
 
-Every kind of non-image strip, image strips of 1 and 2 frames, missing frame files (some, all)
+Every kind of strip but image and movie (and a movie whose file is missing), image strips of 1 and 2 frames, missing frame files (some, all)
 and a // folder in a .blend that is not saved yet. No worker runs: these are polls and panels.
 """
 

@@ -1,0 +1,166 @@
+"""Movie strips: frames decoded by Blender (trims, reversal, cache), train, extend, refusals.
+
+Run by tests/blender/test_movie.py inside real bpy. The movie is made here, by Blender's own
+FFmpeg: the 16 procedural frames as lossless H.264.
+"""
+
+import os
+import shutil
+import sys
+
+import bpy
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _bl_common as bl  # noqa: E402
+
+
+def encode_movie(frames: str, path: str) -> None:
+    """``frames``/frame_0001..16.png as a lossless H.264 movie, from a scratch scene."""
+    scene = bpy.data.scenes.new("Encode")
+    strips = bl.strips_of(scene.sequence_editor_create())
+    strip = strips.new_image("src", os.path.join(frames, "frame_0001.png"), 1, 1)
+    for i in range(2, 17):
+        strip.elements.append(f"frame_{i:04d}.png")
+    r = scene.render
+    r.resolution_x, r.resolution_y, r.resolution_percentage = 64, 36, 100
+    r.fps, r.fps_base = 24, 1.0
+    r.dither_intensity = 0.0
+    scene.frame_start, scene.frame_end = 1, 16
+    scene.view_settings.view_transform = "Standard"
+    if hasattr(r.image_settings, "media_type"):  # 5.0: movies are a media type of their own
+        r.image_settings.media_type = "VIDEO"
+    r.image_settings.file_format = "FFMPEG"
+    r.ffmpeg.format = "MPEG4"
+    r.ffmpeg.codec = "H264"
+    r.ffmpeg.constant_rate_factor = "LOSSLESS"
+    r.filepath = path
+    bpy.ops.render.render(animation=True, scene=scene.name)
+    bpy.data.scenes.remove(scene)
+    assert os.path.isfile(path), path
+
+
+def pixels(path: str) -> np.ndarray:
+    img = bpy.data.images.load(path, check_existing=False)
+    try:
+        w, h = img.size
+        a = np.empty(w * h * 4, np.float32)
+        img.pixels.foreach_get(a)
+        return a.reshape(h, w, 4)[::-1, :, :3]  # top row first, RGB
+    finally:
+        bpy.data.images.remove(img)
+
+
+def match(paths: list[str], frames: str) -> list[dict]:
+    """For each decoded frame: the source frame it is closest to, and how close (0-255)."""
+    sources = [pixels(os.path.join(frames, f"frame_{i:04d}.png")) for i in range(1, 17)]
+    out = []
+    for p in paths:
+        a = pixels(p)
+        if a.shape != sources[0].shape:
+            out.append({"shape": list(a.shape)})
+            continue
+        errs = [float(np.abs(a - s).mean() * 255) for s in sources]
+        best = int(np.argmin(errs))
+        out.append({"source": best + 1, "mean_abs": round(errs[best], 3)})
+    return out
+
+
+def image_size(path: str) -> list[int]:
+    img = bpy.data.images.load(path, check_existing=False)
+    size = list(img.size)
+    bpy.data.images.remove(img)
+    return size
+
+
+def main():
+    p = bl.parser()
+    args = p.parse_args(sys.argv[sys.argv.index("--") + 1 :])
+    addon = bl.load_addon(args)
+    S = addon.strips
+    movie_file = os.path.join(args.work, "clip.mp4")
+    encode_movie(args.frames, movie_file)
+
+    scene = bpy.context.scene
+    scene.render.fps, scene.render.fps_base = 24, 1.0
+    se = scene.sequence_editor_create()
+    movie = bl.top_strips().new_movie("clip", movie_file, 2, 10)
+    movie.frame_offset_start = 2
+    movie.frame_offset_end = 3
+    se.active_strip = movie
+
+    train_frames = S.visible_frame_paths(movie, max_size=(32, 32))
+    mtimes = [os.stat(f).st_mtime_ns for f in train_frames]
+    again = S.visible_frame_paths(movie, max_size=(32, 32))
+    context_end = S.context_frame_paths(movie, "END", 0)
+    context_playhead = S.context_frame_paths(movie, "PLAYHEAD", 15)
+    bl.result(
+        stage="decode",
+        type=movie.type,
+        final=[movie.frame_final_start, movie.frame_final_end],
+        problem=S.strip_problem(movie, check_files=True),
+        content=S.content_length(movie),
+        visible=len(S.visible_indices(movie)),
+        resolution=S.strip_resolution(movie),
+        train_sizes=sorted({tuple(image_size(f)) for f in train_frames}),
+        train_count=len(train_frames),
+        cached=again == train_frames and mtimes == [os.stat(f).st_mtime_ns for f in again],
+        end_context=match(context_end, args.frames),
+        end_sizes=sorted({tuple(image_size(f)) for f in context_end}),
+        playhead_context=match(context_playhead, args.frames),
+        scenes=[s.name for s in bpy.data.scenes],
+        panel=bl.draw_panel(addon.panels.FSGAN_PT_source),
+    )
+
+    movie.use_reverse_frames = True
+    reversed_frames = S.visible_frame_paths(movie)
+    movie.use_reverse_frames = False
+    bl.result(stage="reversed", frames=match(reversed_frames[:3], args.frames))
+
+    scene.fsgan.batch_size = 2
+    scene.fsgan.preview_every = 0
+    scene.fsgan.output_dir = os.path.join(args.work, "generated")
+    bl.add_color_strip("block", 2, 23, 30)  # the movie's channel is taken after its end
+    se.active_strip = movie
+    train = bl.call_op(
+        bpy.ops.fsgan.train_on_strip, steps=2, width=32, height=18, model_width=0.125,
+        device="cpu",
+    )  # fmt: skip
+    movie = bl.top_strips()["clip"]
+    extend = bl.call_op(bpy.ops.fsgan.extend_animation, "EXEC_DEFAULT", True, count=3)
+    new = scene.sequence_editor.active_strip
+    files = [os.path.join(bpy.path.abspath(new.directory), e.filename) for e in new.elements]
+    bl.result(
+        stage="extend",
+        train=train,
+        checkpoint=S.checkpoint_of(movie),
+        extend=extend,
+        new=bl.describe(new),
+        sizes=[image_size(f) for f in files],
+        movie_end=movie.frame_final_end,
+        movie_channel=movie.channel,
+    )
+
+    # Refusals: a // movie path in an unsaved file; a movie file that went away.
+    rel = bl.top_strips().new_movie("rel", movie_file, 5, 100)
+    rel.filepath = "//clip.mp4"
+    gone_file = os.path.join(args.work, "gone.mp4")
+    shutil.copy(movie_file, gone_file)
+    gone = bl.top_strips().new_movie("gone", gone_file, 6, 100)
+    os.remove(gone_file)
+    se.active_strip = gone
+    try:
+        S.visible_frame_paths(gone)
+        decode_gone = None
+    except ValueError as exc:
+        decode_gone = str(exc)
+    bl.result(
+        stage="refused",
+        relative=S.strip_problem(rel),
+        gone=S.strip_problem(gone, check_files=True),
+        decode_gone=decode_gone,
+        train_gone=bl.call_op(bpy.ops.fsgan.train_on_strip, steps=1),
+    )
+
+
+bl.run(main)

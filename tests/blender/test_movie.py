@@ -1,0 +1,57 @@
+"""Movie strips: Blender decodes the visible frames, then train and extend work as on images."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from .conftest import bpy_params
+
+
+@pytest.mark.parametrize("python", bpy_params())
+def test_movie_strip_decode_train_extend(python, blender, built_zip, frames16, tmp_path):
+    run = blender(python, "bl_movie.py", "--zip", built_zip, "--frames", frames16,
+                  "--work", tmp_path)  # fmt: skip
+
+    d = run.stage("decode")
+    assert d["type"] == "MOVIE" and d["problem"] is None, d
+    # 16 frames from frame 10, trimmed by 2 at the start and 3 at the end: content 2-12 shows.
+    assert d["final"] == [12, 23] and d["content"] == 16 and d["visible"] == 11
+    assert d["resolution"] == [64, 36]
+    # Training frames: scaled down to fit 32x32, aspect kept; decoded once, then cached.
+    assert d["train_count"] == 11 and d["train_sizes"] == [[32, 18]]
+    assert d["cached"] is True
+    # Extend context at full size: the last 8 visible frames (sources 6-13), in order, and
+    # (lossless H.264 through YUV) within a couple of levels of the source pixels.
+    assert d["end_sizes"] == [[64, 36]]
+    assert [m["source"] for m in d["end_context"]] == list(range(6, 14))
+    assert max(m["mean_abs"] for m in d["end_context"]) < 2.0, d["end_context"]
+    assert [m["source"] for m in d["playhead_context"]] == [3, 4, 5, 6]  # frame 15 shows 6
+    assert d["scenes"] == ["Scene"]  # the scratch scene is gone
+    labels = [e["text"] for e in d["panel"] if e["call"] == "label" and "text" in e]
+    assert "Frames: 11 visible of 16" in labels and "Movie: clip.mp4" in labels, labels
+    assert "Resolution: 64 x 36" in labels, labels
+
+    # Reversed playback is what the strip shows: the first visible frame is source 14.
+    assert [m["source"] for m in run.stage("reversed")["frames"]] == [14, 13, 12]
+
+    e = run.stage("extend")
+    assert e["train"]["error"] is None and e["train"]["ret"] == ["FINISHED"], e["train"]
+    assert e["checkpoint"] and os.path.isfile(e["checkpoint"])
+    assert e["extend"]["error"] is None and e["extend"]["ret"] == ["FINISHED"], e["extend"]
+    new = e["new"]
+    assert new["type"] == "IMAGE" and len(new["files"]) == 3
+    assert new["start"] == e["movie_end"] == 23
+    assert new["channel"] == 3  # channel 2 is taken by the colour strip from frame 23
+    assert new["colorspace"] == "sRGB"
+    assert e["sizes"] == [[64, 36]] * 3  # the movie's size
+
+    r = run.stage("refused")
+    assert (
+        "uses a movie file relative to the .blend file (//clip.mp4), which is not saved"
+        in (r["relative"])
+    )
+    assert "The movie file" in r["gone"] and "gone.mp4 of strip 'gone' is missing" in r["gone"]
+    assert r["decode_gone"] == r["gone"]
+    assert r["train_gone"]["ret"] == ["CANCELLED"] and "is missing" in r["train_gone"]["error"]
