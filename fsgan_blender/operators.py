@@ -363,9 +363,10 @@ class FSGAN_OT_train_on_strip(_JobOperator, bpy.types.Operator):
         if problem:
             raise ValueError(problem)
         width, height = self._value(s, "width"), self._value(s, "height")
-        if strip.type == "MOVIE":
-            _log(f"Reading {len(strips.visible_indices(strip))} frames of '{strip.name}'...")
-        # A movie's frames are decoded at twice the training size: enough for a clean resize.
+        if strips.needs_decode(strip):
+            _log(f"Decoding {len(strips.visible_indices(strip))} frames of '{strip.name}'...")
+        # Frames Blender decodes (movies, OpenEXR, ...) are rendered at twice the training
+        # size: enough for a clean resize in the worker.
         frames = strips.visible_frame_paths(strip, max_size=(2 * width, 2 * height))
         existing = strips.checkpoint_of(strip)
         resume = bool(s.resume and existing and os.path.isfile(existing))
@@ -513,8 +514,6 @@ class FSGAN_OT_extend_animation(_JobOperator, bpy.types.Operator):
                 "train again or pick another checkpoint."
             )
         start = self._value(s, "start")
-        if strip.type == "MOVIE" and (problem := strips.files_problem(strip)):
-            raise ValueError(problem)
         frames = strips.context_frame_paths(strip, start, context.scene.frame_current)
         missing = strips.missing_files(frames)
         if missing:

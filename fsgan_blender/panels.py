@@ -137,7 +137,7 @@ class FSGAN_PT_source(_SidebarPanel, bpy.types.Panel):
             col.label(text=f"Frames: {visible} visible of {strips.content_length(strip)}")
             if strip.type == "MOVIE":
                 col.label(text=f"Movie: {os.path.basename(strip.filepath)}")
-            size = strips.strip_resolution(strip)
+            size = strips.strip_resolution(strip, load=False)
             col.label(text=f"Resolution: {size[0]} x {size[1]}" if size else "Resolution: ?")
             col.label(
                 text=f"Timeline: {strip.frame_final_start}-{strip.frame_final_end - 1}, "

@@ -9,7 +9,8 @@ API differences handled here and nowhere else:
   content trimmed by ``frame_offset_start/end``.
 - A movie strip is one ``filepath``; its content frame ``i`` (``frame_duration`` of them) shows at
   ``frame_start + i`` in the same way. Blender decodes it, so its frames reach the worker as PNGs
-  that Blender renders from a copy of the strip in a scratch scene (``movie_frame_paths``).
+  that Blender renders from a copy of the strip in a scratch scene (``decoded_frame_paths``);
+  so do image frames in formats the worker does not read (OpenEXR, DPX, ...).
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ MIN_TRAIN_FRAMES = 3
 MAX_CHANNEL = 128
 CONTEXT_FRAMES = 8  # frames handed to an extend job; the last one is the start frame
 USABLE_TYPES = ("IMAGE", "MOVIE")
-MOVIE_CACHE_KEEP = 8  # decoded movies (per size) kept cached in the extension's user folder
+# What the worker reads itself (core.data.IMAGE_EXTS); Blender decodes anything else.
+WORKER_IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".tga")
+DECODED_CACHE_KEEP = 8  # strips (per size) whose decoded frames stay in the user folder
 
 
 def children(container):
@@ -106,10 +109,11 @@ def source_files(strip) -> list[str]:
 
 
 def visible_frame_paths(strip, max_size: tuple[int, int] | None = None) -> list[str]:
-    """One image file per visible frame, in order. A movie strip's frames are decoded by
-    Blender into a cache first, scaled down to fit ``max_size`` (never up) when given."""
-    if strip.type == "MOVIE":
-        return movie_frame_paths(strip, list(visible_indices(strip)), max_size)
+    """One image file per visible frame, in order, that the worker can read. Frames that
+    Blender must decode (``needs_decode``) are rendered into a cache first, scaled down to fit
+    ``max_size`` (never up) when given."""
+    if needs_decode(strip):
+        return decoded_frame_paths(strip, list(visible_indices(strip)), max_size)
     return source_files(strip)
 
 
@@ -138,8 +142,8 @@ def context_frame_paths(strip, start: str, scene_frame: int) -> list[str]:
             )
         indices = [i for i in indices if i <= index]
     indices = indices[-CONTEXT_FRAMES:]
-    if strip.type == "MOVIE":  # full size: generated frames match the movie's
-        return movie_frame_paths(strip, indices)
+    if needs_decode(strip):  # full size: generated frames match the source's
+        return decoded_frame_paths(strip, indices)
     directory = strip_directory(strip)
     return [os.path.join(directory, strip.elements[i].filename) for i in indices]
 
@@ -248,12 +252,26 @@ def missing_message(strip_name: str, frames: list[str], missing: list[str]) -> s
 
 
 def image_size(path: str) -> tuple[int, int] | None:
-    """Width and height from a PNG or JPEG header (no image decoding), or None."""
+    """Width and height from a PNG, JPEG or OpenEXR header (no image decoding), or None."""
     try:
         with open(path, "rb") as f:
             head = f.read(26)
             if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
                 return struct.unpack(">II", head[16:24])
+            if head[:4] == b"\x76\x2f\x31\x01":  # OpenEXR: attributes until an empty name
+                f.seek(8)
+                header = f.read(65536)
+                pos = 0
+                while pos < len(header) and header[pos] != 0:
+                    name_end = header.index(b"\0", pos)
+                    type_end = header.index(b"\0", name_end + 1)
+                    (size,) = struct.unpack("<i", header[type_end + 1 : type_end + 5])
+                    value = header[type_end + 5 : type_end + 5 + size]
+                    if header[pos:name_end] == b"dataWindow" and size == 16:
+                        x0, y0, x1, y1 = struct.unpack("<4i", value)
+                        return x1 - x0 + 1, y1 - y0 + 1
+                    pos = type_end + 5 + size
+                return None
             if head[:2] == b"\xff\xd8":
                 f.seek(2)
                 while True:
@@ -265,12 +283,14 @@ def image_size(path: str) -> tuple[int, int] | None:
                         h, w = struct.unpack(">xHH", f.read(5))
                         return w, h
                     f.seek(length - 2, 1)
-    except (OSError, struct.error):
+    except (OSError, struct.error, ValueError):
         return None
     return None
 
 
-def strip_resolution(strip) -> tuple[int, int] | None:
+def strip_resolution(strip, load: bool = True) -> tuple[int, int] | None:
+    """The size of the strip's first visible frame. ``load=False`` (panels: no data may be
+    created while drawing) reads file headers only, and what an earlier load found."""
     indices = visible_indices(strip)
     if not indices:
         return None
@@ -281,14 +301,42 @@ def strip_resolution(strip) -> tuple[int, int] | None:
         return int(element.orig_width), int(element.orig_height)
     # Not element.orig_width/height: they are unset (even garbage) until Blender loads a frame.
     element = strip.elements[indices[0]]
-    return image_size(os.path.join(strip_directory(strip), element.filename))
+    path = os.path.join(strip_directory(strip), element.filename)
+    return image_size(path) or blender_image_size(path, load)
 
 
-# --- movie strips: frames decoded by Blender ------------------------------------------------
+_size_cache: dict[tuple, tuple[int, int] | None] = {}
 
-# What a movie strip's picture depends on, copied onto the scratch strip that renders it (those
-# a Blender version lacks are skipped). Modifiers and retiming are not copied.
-_MOVIE_PROPS = (
+
+def blender_image_size(path: str, load: bool = True) -> tuple[int, int] | None:
+    """Width and height of any image Blender reads (DPX, TIFF, Radiance HDR, ...), or None;
+    remembered per file version. ``load=False`` only looks up what an earlier call found."""
+    key = (path, *_stat(path))
+    if key[1] < 0:
+        return None
+    if key not in _size_cache:
+        if not load:
+            return None
+        size = None
+        try:
+            img = bpy.data.images.load(path, check_existing=False)
+        except RuntimeError:  # not an image Blender reads
+            img = None
+        if img is not None:
+            w, h = img.size
+            size = (int(w), int(h)) if w > 0 and h > 0 else None
+            bpy.data.images.remove(img)
+        if len(_size_cache) > 64:
+            _size_cache.clear()
+        _size_cache[key] = size
+    return _size_cache[key]
+
+
+# --- frames decoded by Blender: movies, and image formats the worker can't read -------------
+
+# What a strip's picture depends on, copied onto the scratch strip that renders it (those a
+# Blender version or strip type lacks are skipped). Modifiers and retiming are not copied.
+_PICTURE_PROPS = (
     "stream_index",
     "animation_offset_start",
     "animation_offset_end",
@@ -301,6 +349,17 @@ _MOVIE_PROPS = (
 )
 
 
+def needs_decode(strip) -> bool:
+    """Whether Blender must decode the strip's frames for the worker: a movie, or image files
+    in a format the worker does not read (OpenEXR, DPX, Cineon, Radiance HDR, JPEG 2000, ...)."""
+    if strip.type == "MOVIE":
+        return True
+    return any(
+        os.path.splitext(strip.elements[i].filename)[1].lower() not in WORKER_IMAGE_EXTS
+        for i in visible_indices(strip)
+    )
+
+
 def _fit(size: tuple[int, int], max_size: tuple[int, int] | None) -> tuple[int, int]:
     """``size`` scaled down to fit inside ``max_size`` (aspect kept), never up."""
     w, h = size
@@ -310,18 +369,30 @@ def _fit(size: tuple[int, int], max_size: tuple[int, int] | None) -> tuple[int, 
     return max(1, round(w * f)), max(1, round(h * f))
 
 
-def _movie_cache(strip, size: tuple[int, int]) -> str:
-    """The cache folder for this movie as this strip shows it at ``size``: a new folder when
-    the file or any setting that changes its picture changes."""
-    path = movie_path(strip)
-    st = os.stat(path)
+def _stat(path: str) -> tuple[int, int]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return -1, -1
+    return st.st_size, st.st_mtime_ns
+
+
+def _decode_cache(strip, size: tuple[int, int]) -> str:
+    """The cache folder for this strip's frames at ``size``: a new folder when a file or any
+    setting that changes the picture changes."""
+    if strip.type == "MOVIE":
+        files = [movie_path(strip)]
+    else:
+        directory = strip_directory(strip)
+        files = [os.path.join(directory, e.filename) for e in strip.elements]
     scene = strip.id_data
-    facts = [path, st.st_size, st.st_mtime_ns, size, strip.colorspace_settings.name]
+    facts = [strip.type, size, strip.colorspace_settings.name, strip.alpha_mode]
     facts += [scene.render.fps, scene.render.fps_base]
-    facts += [repr(getattr(strip, a, None)) for a in _MOVIE_PROPS]
+    facts += [repr(getattr(strip, a, None)) for a in _PICTURE_PROPS]
+    facts += [(f, *_stat(f)) for f in files]
     key = hashlib.sha1(repr(facts).encode()).hexdigest()[:16]
-    base = paths.user_dir("movie_frames")
-    _prune(base, keep=MOVIE_CACHE_KEEP, current=key)
+    base = paths.user_dir("decoded_frames")
+    _prune(base, keep=DECODED_CACHE_KEEP, current=key)
     folder = os.path.join(base, key)
     os.makedirs(folder, exist_ok=True)
     os.utime(folder)  # most recently used
@@ -339,46 +410,73 @@ def _prune(base: str, keep: int, current: str) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def movie_frame_paths(
+def decoded_frame_paths(
     strip, indices: list[int], max_size: tuple[int, int] | None = None
 ) -> list[str]:
-    """PNG files of a movie strip's content frames ``indices`` (as ``visible_indices``
-    numbers them), decoded and rendered by Blender, cached in the extension's user folder.
+    """PNG files of the strip's content frames ``indices`` (as ``visible_indices`` numbers
+    them), decoded and rendered by Blender, cached in the extension's user folder.
 
     The frames are what the strip shows in an sRGB view with the Standard transform, at the
-    movie's size or scaled down to fit ``max_size``. Raises ValueError with a sentence for the
-    user when Blender cannot read the movie.
+    source's size or scaled down to fit ``max_size``. Raises ValueError with a sentence for the
+    user when Blender cannot read the frames.
     """
     if not indices:
         return []
-    path = movie_path(strip)
-    if not os.path.isfile(path):
-        raise ValueError(files_problem(strip) or f"The movie file {path} is missing.")
+    problem = files_problem(strip)
+    if problem:
+        raise ValueError(problem)
+    what = "movie" if strip.type == "MOVIE" else "frames"
+    where = movie_path(strip) if strip.type == "MOVIE" else strip_directory(strip)
     native = strip_resolution(strip)
     if native is None:
         raise ValueError(
-            f"Blender cannot read the movie {path} of strip '{strip.name}' (no picture size)."
+            f"Blender cannot read the {what} of strip '{strip.name}' ({where}): no picture size."
         )
     size = _fit(native, max_size)
-    folder = _movie_cache(strip, size)
+    folder = _decode_cache(strip, size)
     out = [os.path.join(folder, f"{i:06d}.png") for i in indices]
     todo = [i for i, p in zip(indices, out) if not os.path.isfile(p)]
     if todo:
-        _render_movie(strip, min(todo), max(todo), size, folder)
+        _render_copy(strip, min(todo), max(todo), size, folder)
     missing = [p for p in out if not os.path.isfile(p)]
     if missing:
         raise ValueError(
-            f"Blender could not decode {len(missing)} of {len(out)} frames of the movie "
-            f"{path} (strip '{strip.name}')."
+            f"Blender could not decode {len(missing)} of {len(out)} frames of strip "
+            f"'{strip.name}' ({where})."
         )
     return out
 
 
-def _render_movie(strip, first: int, last: int, size: tuple[int, int], folder: str) -> None:
+def _copy_strip(collection, strip):
+    """A copy of an image or movie strip at frame 1 of ``collection``, fit to the render size,
+    showing the same picture: content frame ``i`` at frame ``1 + i``."""
+    if strip.type == "MOVIE":
+        copy = collection.new_movie("source", movie_path(strip), 1, 1, fit_method="FIT")
+    else:
+        directory = strip_directory(strip)
+        first = os.path.join(directory, strip.elements[0].filename)
+        copy = collection.new_image("source", first, 1, 1, fit_method="FIT")
+        for element in list(strip.elements)[1:]:
+            copy.elements.append(element.filename)
+    for attr in _PICTURE_PROPS:
+        if hasattr(strip, attr) and hasattr(copy, attr):
+            setattr(copy, attr, getattr(strip, attr))
+    _set_enum(copy.colorspace_settings, "name", strip.colorspace_settings.name)
+    copy.alpha_mode = strip.alpha_mode
+    if content_length(copy) != content_length(strip):
+        raise ValueError(
+            f"The strip '{strip.name}' shows {content_length(strip)} frames of content where "
+            f"its files decode to {content_length(copy)}: a retimed or sped-up strip is not "
+            "supported; remove the retiming, or render the strip to images."
+        )
+    return copy
+
+
+def _render_copy(strip, first: int, last: int, size: tuple[int, int], folder: str) -> None:
     """Render content frames ``first..last`` of a copy of ``strip`` in a scratch scene to
     ``folder/<index>.png`` (each written whole, then moved into place)."""
     source_scene = strip.id_data
-    tmp = bpy.data.scenes.new(".fsgan_movie_frames")
+    tmp = bpy.data.scenes.new(".fsgan_decode")
     work = os.path.join(folder, f".render-{os.getpid()}")
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
@@ -403,19 +501,7 @@ def _render_movie(strip, first: int, last: int, size: tuple[int, int], folder: s
         tmp.view_settings.gamma = 1.0
         tmp.view_settings.use_curve_mapping = False
         _set_enum(tmp.sequencer_colorspace_settings, "name", "sRGB")
-        se = tmp.sequence_editor_create()
-        copy = children(se).new_movie("movie", movie_path(strip), 1, 1, fit_method="FIT")
-        for attr in _MOVIE_PROPS:
-            if hasattr(strip, attr) and hasattr(copy, attr):
-                setattr(copy, attr, getattr(strip, attr))
-        _set_enum(copy.colorspace_settings, "name", strip.colorspace_settings.name)
-        copy.alpha_mode = strip.alpha_mode
-        if content_length(copy) != content_length(strip):
-            raise ValueError(
-                f"The movie strip '{strip.name}' shows {content_length(strip)} frames of content "
-                f"where its file decodes to {content_length(copy)}: a retimed or sped-up movie "
-                "strip is not supported; use the movie without retiming, or render it to images."
-            )
+        _copy_strip(children(tmp.sequence_editor_create()), strip)
         tmp.frame_start, tmp.frame_end = 1 + first, 1 + last
         r.filepath = os.path.join(work, "f_#######")
         r.use_file_extension = True
@@ -423,7 +509,7 @@ def _render_movie(strip, first: int, last: int, size: tuple[int, int], folder: s
             bpy.ops.render.render(animation=True, scene=tmp.name)
         except RuntimeError as exc:
             raise ValueError(
-                f"Blender could not decode the movie {movie_path(strip)}: {exc}".rstrip()
+                f"Blender could not decode the frames of strip '{strip.name}': {exc}".rstrip()
             ) from exc
         for i in range(first, last + 1):
             rendered = os.path.join(work, f"f_{1 + i:07d}.png")
@@ -490,9 +576,9 @@ def insert_image_strip(scene, source, directory: str, filenames: list[str], fram
             strip.directory = bpy.path.relpath(directory) + "/"
         except ValueError:
             pass
-    # Frames of a movie were rendered to sRGB (movie_frame_paths); an image strip's keep its
+    # Frames Blender decoded were rendered to sRGB (decoded_frame_paths); others keep their
     # files' colour space.
-    space = "sRGB" if source.type == "MOVIE" else source.colorspace_settings.name
+    space = "sRGB" if needs_decode(source) else source.colorspace_settings.name
     _set_enum(strip.colorspace_settings, "name", space)  # unknown to this config: left as is
     strip.alpha_mode = source.alpha_mode
     for attr in ("scale_x", "scale_y", "offset_x", "offset_y", "rotation", "origin", "filter"):

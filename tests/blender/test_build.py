@@ -96,3 +96,16 @@ def test_addon_protocol_copy_matches_core():
     job = wc.make_job("extend", ["/a.png"], "/m.safetensors",
                       extend={"count": 2, "out_dir": "/o"}, cancel_file="/c")  # fmt: skip
     assert protocol.parse_job(job).extend == {"count": 2, "out_dir": "/o"}
+
+
+def test_addon_decodes_what_the_worker_cannot_read():
+    """The add-on sends the worker only frames core.data reads; Blender decodes the rest."""
+    from core.data import IMAGE_EXTS
+
+    tree = ast.parse((ROOT / "fsgan_blender" / "strips.py").read_text())
+    exts = next(
+        ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign) and node.targets[0].id == "WORKER_IMAGE_EXTS"
+    )
+    assert tuple(exts) == tuple(IMAGE_EXTS)

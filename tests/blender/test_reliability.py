@@ -62,7 +62,7 @@ def test_refused_strips_say_why(python, blender, built_zip, frames16, tmp_path):
 
     kinds = run.stage("kinds")["kinds"]
     assert set(kinds) == {"sound", "color", "text", "scene", "movie", "meta"}
-    # A movie strip is usable (tests/blender/test_movie.py); this one's file does not exist.
+    # A movie strip is usable (tests/blender/test_decoded.py); this one's file does not exist.
     movie = kinds.pop("movie")
     assert movie["type"] == "MOVIE", movie
     for where in ("train", "extend"):

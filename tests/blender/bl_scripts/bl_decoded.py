@@ -1,7 +1,8 @@
-"""Movie strips: frames decoded by Blender (trims, reversal, cache), train, extend, refusals.
+"""Frames Blender decodes for the worker: a movie strip (trims, reversal, cache, train, extend,
+refusals) and an OpenEXR image strip (train, extend).
 
-Run by tests/blender/test_movie.py inside real bpy. The movie is made here, by Blender's own
-FFmpeg: the 16 procedural frames as lossless H.264.
+Run by tests/blender/test_decoded.py inside real bpy. The movie and the EXR frames are made
+here, by Blender itself: the 16 procedural frames as lossless H.264 and as half-float EXR.
 """
 
 import os
@@ -38,6 +39,25 @@ def encode_movie(frames: str, path: str) -> None:
     bpy.ops.render.render(animation=True, scene=scene.name)
     bpy.data.scenes.remove(scene)
     assert os.path.isfile(path), path
+
+
+def encode_exr(frames: str, folder: str) -> None:
+    """``frames``/frame_0001..16.png as ``folder``/shot_0001..16.exr (half float, linear)."""
+    scene = bpy.data.scenes.new("EncodeEXR")
+    strips = bl.strips_of(scene.sequence_editor_create())
+    strip = strips.new_image("src", os.path.join(frames, "frame_0001.png"), 1, 1)
+    for i in range(2, 17):
+        strip.elements.append(f"frame_{i:04d}.png")
+    r = scene.render
+    r.resolution_x, r.resolution_y, r.resolution_percentage = 64, 36, 100
+    scene.frame_start, scene.frame_end = 1, 16
+    if hasattr(r.image_settings, "media_type"):
+        r.image_settings.media_type = "IMAGE"
+    r.image_settings.file_format = "OPEN_EXR"
+    r.image_settings.color_depth = "16"
+    r.filepath = os.path.join(folder, "shot_####")
+    bpy.ops.render.render(animation=True, scene=scene.name)
+    bpy.data.scenes.remove(scene)
 
 
 def pixels(path: str) -> np.ndarray:
@@ -139,6 +159,33 @@ def main():
         sizes=[image_size(f) for f in files],
         movie_end=movie.frame_final_end,
         movie_channel=movie.channel,
+    )
+
+    # OpenEXR frames, which the worker does not read: Blender decodes them as well.
+    exr_dir = os.path.join(args.work, "exr")
+    encode_exr(args.frames, exr_dir)
+    exr = bl.top_strips().new_image("shot", os.path.join(exr_dir, "shot_0001.exr"), 4, 200)
+    for i in range(2, 17):
+        exr.elements.append(f"shot_{i:04d}.exr")
+    exr.frame_offset_end = 4  # frames 1-12 show
+    se.active_strip = exr
+    exr_context = S.context_frame_paths(exr, "END", 0)
+    train_exr = bl.call_op(
+        bpy.ops.fsgan.train_on_strip, steps=1, width=32, height=18, model_width=0.125,
+        device="cpu",
+    )  # fmt: skip
+    extend_exr = bl.call_op(bpy.ops.fsgan.extend_animation, "EXEC_DEFAULT", True, count=2)
+    new_exr = scene.sequence_editor.active_strip
+    bl.result(
+        stage="exr",
+        colorspace=exr.colorspace_settings.name,
+        needs_decode=S.needs_decode(exr),
+        png_needs_decode=S.needs_decode(bl.top_strips()["clip_gan"]),
+        header_size=S.strip_resolution(exr, load=False),
+        context=match(exr_context, args.frames),
+        train=train_exr,
+        extend=extend_exr,
+        new=bl.describe(new_exr),
     )
 
     # Refusals: a // movie path in an unsaved file; a movie file that went away.

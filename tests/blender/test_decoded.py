@@ -1,4 +1,4 @@
-"""Movie strips: Blender decodes the visible frames, then train and extend work as on images."""
+"""Frames Blender decodes (movie strips, OpenEXR image strips), then train and extend as usual."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from .conftest import bpy_params
 
 
 @pytest.mark.parametrize("python", bpy_params())
-def test_movie_strip_decode_train_extend(python, blender, built_zip, frames16, tmp_path):
-    run = blender(python, "bl_movie.py", "--zip", built_zip, "--frames", frames16,
+def test_movie_and_exr_strips_decode_train_extend(python, blender, built_zip, frames16, tmp_path):
+    run = blender(python, "bl_decoded.py", "--zip", built_zip, "--frames", frames16,
                   "--work", tmp_path)  # fmt: skip
 
     d = run.stage("decode")
@@ -46,6 +46,18 @@ def test_movie_strip_decode_train_extend(python, blender, built_zip, frames16, t
     assert new["channel"] == 3  # channel 2 is taken by the colour strip from frame 23
     assert new["colorspace"] == "sRGB"
     assert e["sizes"] == [[64, 36]] * 3  # the movie's size
+
+    x = run.stage("exr")
+    assert x["needs_decode"] is True and x["png_needs_decode"] is False
+    assert x["colorspace"] != "sRGB"  # Blender reads EXR as linear: the decode converts it
+    assert x["header_size"] == [64, 36]  # from the EXR header, without loading the image
+    # The last 8 of the 12 visible frames (sources 5-12), through a half-float linear round trip.
+    assert [m["source"] for m in x["context"]] == list(range(5, 13))
+    assert max(m["mean_abs"] for m in x["context"]) < 2.0, x["context"]
+    assert x["train"]["error"] is None and x["extend"]["error"] is None, x
+    assert x["new"]["start"] == 212 and len(x["new"]["files"]) == 2
+    assert x["new"]["colorspace"] == "sRGB"
+    assert all(f.endswith(".png") for f in x["new"]["files"])
 
     r = run.stage("refused")
     assert (
