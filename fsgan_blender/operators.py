@@ -363,11 +363,22 @@ class FSGAN_OT_train_on_strip(_JobOperator, bpy.types.Operator):
         if problem:
             raise ValueError(problem)
         width, height = self._value(s, "width"), self._value(s, "height")
-        if strips.needs_decode(strip):
-            _log(f"Decoding {len(strips.visible_indices(strip))} frames of '{strip.name}'...")
         # Frames Blender decodes (movies, OpenEXR, ...) are rendered at twice the training
-        # size: enough for a clean resize in the worker.
-        frames = strips.visible_frame_paths(strip, max_size=(2 * width, 2 * height))
+        # size, enough for a clean resize in the worker; cached, so only the first time costs.
+        wm = context.window_manager
+        decode = strips.needs_decode(strip)
+        if decode:
+            wm.progress_begin(0, max(1, len(strips.visible_indices(strip))))
+
+        def progress(done, total):
+            wm.progress_update(done)
+            _log(f"decoded {done}/{total} frames of '{strip.name}'")
+
+        try:
+            frames = strips.visible_frame_paths(strip, (2 * width, 2 * height), progress)
+        finally:
+            if decode:
+                wm.progress_end()
         existing = strips.checkpoint_of(strip)
         resume = bool(s.resume and existing and os.path.isfile(existing))
         checkpoint = existing if resume else paths.new_checkpoint_path(s, strip.name)

@@ -20,6 +20,7 @@ import os
 import shutil
 import struct
 import time
+from collections.abc import Callable
 
 import bpy
 
@@ -32,6 +33,7 @@ USABLE_TYPES = ("IMAGE", "MOVIE")
 # What the worker reads itself (core.data.IMAGE_EXTS); Blender decodes anything else.
 WORKER_IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".tga")
 DECODED_CACHE_KEEP = 8  # strips (per size) whose decoded frames stay in the user folder
+DECODE_CHUNK = 48  # frames Blender decodes between two progress updates
 
 
 def children(container):
@@ -108,12 +110,16 @@ def source_files(strip) -> list[str]:
     return [os.path.join(directory, strip.elements[i].filename) for i in visible_indices(strip)]
 
 
-def visible_frame_paths(strip, max_size: tuple[int, int] | None = None) -> list[str]:
+def visible_frame_paths(
+    strip,
+    max_size: tuple[int, int] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[str]:
     """One image file per visible frame, in order, that the worker can read. Frames that
     Blender must decode (``needs_decode``) are rendered into a cache first, scaled down to fit
-    ``max_size`` (never up) when given."""
+    ``max_size`` (never up) when given, with ``progress(done, total)`` after each chunk."""
     if needs_decode(strip):
-        return decoded_frame_paths(strip, list(visible_indices(strip)), max_size)
+        return decoded_frame_paths(strip, list(visible_indices(strip)), max_size, progress)
     return source_files(strip)
 
 
@@ -411,14 +417,18 @@ def _prune(base: str, keep: int, current: str) -> None:
 
 
 def decoded_frame_paths(
-    strip, indices: list[int], max_size: tuple[int, int] | None = None
+    strip,
+    indices: list[int],
+    max_size: tuple[int, int] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[str]:
     """PNG files of the strip's content frames ``indices`` (as ``visible_indices`` numbers
     them), decoded and rendered by Blender, cached in the extension's user folder.
 
     The frames are what the strip shows in an sRGB view with the Standard transform, at the
-    source's size or scaled down to fit ``max_size``. Raises ValueError with a sentence for the
-    user when Blender cannot read the frames.
+    source's size or scaled down to fit ``max_size``. ``progress(done, total)`` is called after
+    each chunk of frames. Raises ValueError with a sentence for the user when Blender cannot
+    read the frames.
     """
     if not indices:
         return []
@@ -437,7 +447,7 @@ def decoded_frame_paths(
     out = [os.path.join(folder, f"{i:06d}.png") for i in indices]
     todo = [i for i, p in zip(indices, out) if not os.path.isfile(p)]
     if todo:
-        _render_copy(strip, min(todo), max(todo), size, folder)
+        _render_copy(strip, _chunks(todo), size, folder, progress)
     missing = [p for p in out if not os.path.isfile(p)]
     if missing:
         raise ValueError(
@@ -472,9 +482,28 @@ def _copy_strip(collection, strip):
     return copy
 
 
-def _render_copy(strip, first: int, last: int, size: tuple[int, int], folder: str) -> None:
-    """Render content frames ``first..last`` of a copy of ``strip`` in a scratch scene to
-    ``folder/<index>.png`` (each written whole, then moved into place)."""
+def _chunks(todo: list[int], most: int | None = None) -> list[tuple[int, int]]:
+    """Sorted frame indices as (first, last) runs of consecutive frames, at most ``most``
+    (default ``DECODE_CHUNK``) frames each."""
+    most = most or DECODE_CHUNK
+    runs: list[tuple[int, int]] = []
+    for i in sorted(todo):
+        if runs and i == runs[-1][1] + 1 and i - runs[-1][0] < most:
+            runs[-1] = (runs[-1][0], i)
+        else:
+            runs.append((i, i))
+    return runs
+
+
+def _render_copy(
+    strip,
+    runs: list[tuple[int, int]],
+    size: tuple[int, int],
+    folder: str,
+    progress: Callable[[int, int], None] | None = None,
+) -> None:
+    """Render the content frames of each (first, last) run of a copy of ``strip`` in a scratch
+    scene to ``folder/<index>.png`` (each written whole, then moved into place)."""
     source_scene = strip.id_data
     tmp = bpy.data.scenes.new(".fsgan_decode")
     work = os.path.join(folder, f".render-{os.getpid()}")
@@ -502,19 +531,25 @@ def _render_copy(strip, first: int, last: int, size: tuple[int, int], folder: st
         tmp.view_settings.use_curve_mapping = False
         _set_enum(tmp.sequencer_colorspace_settings, "name", "sRGB")
         _copy_strip(children(tmp.sequence_editor_create()), strip)
-        tmp.frame_start, tmp.frame_end = 1 + first, 1 + last
         r.filepath = os.path.join(work, "f_#######")
         r.use_file_extension = True
-        try:
-            bpy.ops.render.render(animation=True, scene=tmp.name)
-        except RuntimeError as exc:
-            raise ValueError(
-                f"Blender could not decode the frames of strip '{strip.name}': {exc}".rstrip()
-            ) from exc
-        for i in range(first, last + 1):
-            rendered = os.path.join(work, f"f_{1 + i:07d}.png")
-            if os.path.isfile(rendered):
-                os.replace(rendered, os.path.join(folder, f"{i:06d}.png"))
+        total = sum(last - first + 1 for first, last in runs)
+        done = 0
+        for first, last in runs:
+            tmp.frame_start, tmp.frame_end = 1 + first, 1 + last
+            try:
+                bpy.ops.render.render(animation=True, scene=tmp.name)
+            except RuntimeError as exc:
+                raise ValueError(
+                    f"Blender could not decode the frames of strip '{strip.name}': {exc}".rstrip()
+                ) from exc
+            for i in range(first, last + 1):
+                rendered = os.path.join(work, f"f_{1 + i:07d}.png")
+                if os.path.isfile(rendered):
+                    os.replace(rendered, os.path.join(folder, f"{i:06d}.png"))
+            done += last - first + 1
+            if progress:
+                progress(done, total)
     finally:
         bpy.data.scenes.remove(tmp)
         shutil.rmtree(work, ignore_errors=True)

@@ -33,6 +33,10 @@ def test_movie_and_exr_strips_decode_train_extend(python, blender, built_zip, fr
     assert "Frames: 11 visible of 16" in labels and "Movie: clip.mp4" in labels, labels
     assert "Resolution: 64 x 36" in labels, labels
 
+    c = run.stage("chunks")
+    assert c["progress"] == [[4, 11], [8, 11], [11, 11]]
+    assert c["runs"] == [[1, 2], [3, 3], [5, 6], [7, 7], [9, 9]]
+
     # Reversed playback is what the strip shows: the first visible frame is source 14.
     assert [m["source"] for m in run.stage("reversed")["frames"]] == [14, 13, 12]
 

@@ -132,6 +132,16 @@ def main():
         panel=bl.draw_panel(addon.panels.FSGAN_PT_source),
     )
 
+    calls = []
+    S.DECODE_CHUNK = 4  # progress after every 4 frames: 11 frames in 3 chunks
+    S.visible_frame_paths(movie, (16, 16), progress=lambda done, total: calls.append([done, total]))
+    bl.result(
+        stage="chunks",
+        progress=calls,
+        runs=S._chunks([9, 1, 2, 3, 5, 6, 7], most=2),
+    )
+    S.DECODE_CHUNK = 48
+
     movie.use_reverse_frames = True
     reversed_frames = S.visible_frame_paths(movie)
     movie.use_reverse_frames = False
