@@ -473,6 +473,11 @@ def _copy_strip(collection, strip):
             setattr(copy, attr, getattr(strip, attr))
     _set_enum(copy.colorspace_settings, "name", strip.colorspace_settings.name)
     copy.alpha_mode = strip.alpha_mode
+    if strip.type == "MOVIE" and (copy.elements[0].orig_width <= 0 or content_length(copy) <= 1):
+        raise ValueError(
+            f"Blender cannot read the movie {movie_path(strip)} of strip '{strip.name}': the "
+            "file is damaged or in a format this Blender does not decode."
+        )
     if content_length(copy) != content_length(strip):
         raise ValueError(
             f"The strip '{strip.name}' shows {content_length(strip)} frames of content where "

@@ -70,4 +70,8 @@ def test_movie_and_exr_strips_decode_train_extend(python, blender, built_zip, fr
     )
     assert "The movie file" in r["gone"] and "gone.mp4 of strip 'gone' is missing" in r["gone"]
     assert r["decode_gone"] == r["gone"]
+    assert (
+        "damaged.mp4 of strip 'damaged': the file is damaged or in a format"
+        in (r["decode_damaged"])
+    )
     assert r["train_gone"]["ret"] == ["CANCELLED"] and "is missing" in r["train_gone"]["error"]

@@ -205,6 +205,16 @@ def main():
     shutil.copy(movie_file, gone_file)
     gone = bl.top_strips().new_movie("gone", gone_file, 6, 100)
     os.remove(gone_file)
+    damaged_file = os.path.join(args.work, "damaged.mp4")
+    shutil.copy(movie_file, damaged_file)
+    damaged = bl.top_strips().new_movie("damaged", damaged_file, 7, 100)
+    with open(damaged_file, "wb") as f:
+        f.write(bytes(range(256)) * 20)  # not a movie any more
+    try:
+        S.visible_frame_paths(damaged)
+        decode_damaged = None
+    except ValueError as exc:
+        decode_damaged = str(exc)
     se.active_strip = gone
     try:
         S.visible_frame_paths(gone)
@@ -216,6 +226,7 @@ def main():
         relative=S.strip_problem(rel),
         gone=S.strip_problem(gone, check_files=True),
         decode_gone=decode_gone,
+        decode_damaged=decode_damaged,
         train_gone=bl.call_op(bpy.ops.fsgan.train_on_strip, steps=1),
     )
 
