@@ -110,7 +110,12 @@ class TrainConfig:
         default=100, metadata={"help": "write a preview rollout every N steps (0 = never)"}
     )
     log_every: int = field(
-        default=1, metadata={"help": "report progress every N steps (each report syncs the GPU)"}
+        default=0,
+        metadata={
+            "help": "report progress every N steps; 0 = every step on the CPU and MPS, and on "
+            "CUDA at most every 0.25 s (each report waits for the GPU, which must not happen "
+            "every step)"
+        },
     )
 
     def resolved(self, preset: str) -> TrainConfig:
@@ -163,6 +168,8 @@ class StepStats:
 
 
 Callback = Callable[[dict], None]
+REPORT_INTERVAL_S = 0.25  # CUDA, log_every=0: the least time between two progress reports
+DISTRIBUTED_REPORT_EVERY = 10  # CUDA under torchrun, log_every=0: report every N steps
 
 
 class Trainer:
@@ -443,6 +450,8 @@ def fit(
     first = trainer.step_num
     cancelled = False
     last_saved = -1
+    last_report = t0
+    every_step = trainer.rt.type != "cuda"  # reading a loss back costs nothing off the GPU
     while trainer.step_num < cfg.steps:
         if distributed.any_rank(bool(should_stop and should_stop()), ctx):
             cancelled = True
@@ -468,7 +477,9 @@ def fit(
             )
             continue
         step = trainer.step_num
-        if step % max(1, cfg.log_every) == 0 or step == cfg.steps:
+        now = time.perf_counter()
+        if should_report(step, cfg.steps, cfg.log_every, every_step, ctx.active, now - last_report):
+            last_report = now
             out = distributed.mean_over_ranks(out, ctx)
             vals = dict(zip(out, torch.stack([v.float() for v in out.values()]).tolist()))
             if not all(math.isfinite(v) for v in vals.values()):
@@ -504,6 +515,27 @@ def fit(
         trainer.save(checkpoint_path)
         cb({"event": "checkpoint", "step": trainer.step_num, "path": checkpoint_path})
     return {"step": trainer.step_num, "cancelled": cancelled, "checkpoint": checkpoint_path}
+
+
+def should_report(
+    step: int, total: int, log_every: int, every_step: bool, distributed: bool, since_s: float
+) -> bool:
+    """Whether ``fit`` reads the losses back after ``step`` (which waits for the GPU).
+
+    ``log_every`` > 0: every that many steps. 0 (auto): every step where reading back is free
+    (``every_step``: the CPU, MPS); on CUDA at most every ``REPORT_INTERVAL_S``, or, under
+    torchrun, every ``DISTRIBUTED_REPORT_EVERY`` steps, since every rank must join the mean and
+    the ranks' clocks differ. The last step is always reported.
+    """
+    if step == total:
+        return True
+    if log_every > 0:
+        return step % log_every == 0
+    if every_step:
+        return True
+    if distributed:
+        return step % DISTRIBUTED_REPORT_EVERY == 0
+    return since_s >= REPORT_INTERVAL_S
 
 
 def write_preview(trainer: Trainer, folder: str, step: int) -> str:

@@ -6,7 +6,7 @@ import torch
 from core.checkpoint import load_checkpoint
 from core.data import list_frames, load_clip
 from core.models import ModelConfig
-from core.train import TrainConfig, Trainer, fit, resume_trainer
+from core.train import TrainConfig, Trainer, fit, resume_trainer, should_report
 
 from .conftest import TINY
 
@@ -59,6 +59,18 @@ def test_callback_reports_progress_and_cancel_saves(clip_dir, tmp_path):
     assert set(prog[0]["outputs"]) == {"d_real", "d_fake", "s_real", "s_fake"}
     assert prog[0]["phases"] == ["D", "S", "G_D", "G_S"]
     assert load_checkpoint(str(ckpt)).step == 2
+
+
+def test_when_progress_is_read_back():
+    # log_every=0 (auto): every step on the CPU; on CUDA by time, under torchrun by step.
+    cpu = [should_report(s, 50, 0, True, False, 0.0) for s in range(1, 51)]
+    assert all(cpu)
+    cuda = [s for s in range(1, 51) if should_report(s, 50, 0, False, False, 0.1)]
+    assert cuda == [50]  # 0.1 s since the last report: only the final step
+    assert should_report(7, 50, 0, False, False, 0.3)
+    ranks = [s for s in range(1, 51) if should_report(s, 50, 0, False, True, 99.0)]
+    assert ranks == [10, 20, 30, 40, 50]  # the same steps on every rank, whatever the clocks
+    assert [s for s in range(1, 51) if should_report(s, 50, 20, False, False, 99.0)] == [20, 40, 50]
 
 
 def test_checkpoint_round_trip(clip_dir, tmp_path):
