@@ -398,11 +398,13 @@ class Trainer:
 
         if self.g_ema is not None:
             with torch.no_grad():
-                for pe, p in zip(self.g_ema.parameters(), self.g.parameters()):
-                    # warm-up: average over the steps so far while they are fewer than
-                    # 1 / (1 - ema), so a short run's EMA is not mostly the initial weights
-                    decay = min(cfg.ema, (1.0 + self.step_num) / (10.0 + self.step_num))
-                    pe.lerp_(p, 1.0 - decay)
+                # warm-up: average over the steps so far while they are fewer than
+                # 1 / (1 - ema), so a short run's EMA is not mostly the initial weights
+                decay = min(cfg.ema, (1.0 + self.step_num) / (10.0 + self.step_num))
+                # one multi-tensor kernel instead of one per parameter (same numbers)
+                torch._foreach_lerp_(
+                    list(self.g_ema.parameters()), list(self.g.parameters()), 1.0 - decay
+                )
                 for be, b in zip(self.g_ema.buffers(), self.g.buffers()):
                     be.copy_(b)
 
