@@ -1,4 +1,4 @@
-"""FrameSequenceGAN for Blender: train a next-frame GAN on an image strip and extend it.
+"""FrameSequenceGAN for Blender: train a next-frame GAN on an image or movie strip and extend it.
 
 Registration only. The add-on never imports torch: training and generation run in a separate
 worker process (``python -m core worker``), see worker_client.py.

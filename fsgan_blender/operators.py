@@ -24,7 +24,7 @@ import time
 import bpy
 from bpy.props import EnumProperty, FloatProperty, IntProperty, StringProperty
 
-from . import paths, preferences, strips, worker_client
+from . import decode, paths, preferences, strips, worker_client
 from .properties import DEVICE_ITEMS, PRESET_ITEMS, START_ITEMS
 
 LOG_PREFIX = "FrameSequenceGAN:"
@@ -293,7 +293,7 @@ class _JobOperator:
 
 
 class FSGAN_OT_train_on_strip(_JobOperator, bpy.types.Operator):
-    """Train a next-frame GAN on the visible frames of the active image strip"""
+    """Train a next-frame GAN on the visible frames of the active image or movie strip"""
 
     bl_idname = "fsgan.train_on_strip"
     bl_label = "Train on Strip"
@@ -366,8 +366,8 @@ class FSGAN_OT_train_on_strip(_JobOperator, bpy.types.Operator):
         # Frames Blender decodes (movies, OpenEXR, ...) are rendered at twice the training
         # size, enough for a clean resize in the worker; cached, so only the first time costs.
         wm = context.window_manager
-        decode = strips.needs_decode(strip)
-        if decode:
+        decoding = decode.needs_decode(strip)
+        if decoding:
             wm.progress_begin(0, max(1, len(strips.visible_indices(strip))))
 
         def progress(done, total):
@@ -377,7 +377,7 @@ class FSGAN_OT_train_on_strip(_JobOperator, bpy.types.Operator):
         try:
             frames = strips.visible_frame_paths(strip, (2 * width, 2 * height), progress)
         finally:
-            if decode:
+            if decoding:
                 wm.progress_end()
         existing = strips.checkpoint_of(strip)
         resume = bool(s.resume and existing and os.path.isfile(existing))

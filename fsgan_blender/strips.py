@@ -9,31 +9,25 @@ API differences handled here and nowhere else:
   content trimmed by ``frame_offset_start/end``.
 - A movie strip is one ``filepath``; its content frame ``i`` (``frame_duration`` of them) shows at
   ``frame_start + i`` in the same way. Blender decodes it, so its frames reach the worker as PNGs
-  that Blender renders from a copy of the strip in a scratch scene (``decoded_frame_paths``);
+  that Blender renders from a copy of the strip in a scratch scene (``decode.py``);
   so do image frames in formats the worker does not read (OpenEXR, DPX, ...).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
 import struct
 import time
 from collections.abc import Callable
 
 import bpy
 
-from . import paths
+from . import decode, paths
 
 MIN_TRAIN_FRAMES = 3
 MAX_CHANNEL = 128
 CONTEXT_FRAMES = 8  # frames handed to an extend job; the last one is the start frame
 USABLE_TYPES = ("IMAGE", "MOVIE")
-# What the worker reads itself (core.data.IMAGE_EXTS); Blender decodes anything else.
-WORKER_IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".tga")
-DECODED_CACHE_KEEP = 8  # strips (per size) whose decoded frames stay in the user folder
-DECODE_CHUNK = 48  # frames Blender decodes between two progress updates
 
 
 def children(container):
@@ -116,10 +110,10 @@ def visible_frame_paths(
     progress: Callable[[int, int], None] | None = None,
 ) -> list[str]:
     """One image file per visible frame, in order, that the worker can read. Frames that
-    Blender must decode (``needs_decode``) are rendered into a cache first, scaled down to fit
+    Blender must decode (``decode.needs_decode``) are rendered into a cache first, scaled down to fit
     ``max_size`` (never up) when given, with ``progress(done, total)`` after each chunk."""
-    if needs_decode(strip):
-        return decoded_frame_paths(strip, list(visible_indices(strip)), max_size, progress)
+    if decode.needs_decode(strip):
+        return decode.decoded_frame_paths(strip, list(visible_indices(strip)), max_size, progress)
     return source_files(strip)
 
 
@@ -148,8 +142,8 @@ def context_frame_paths(strip, start: str, scene_frame: int) -> list[str]:
             )
         indices = [i for i in indices if i <= index]
     indices = indices[-CONTEXT_FRAMES:]
-    if needs_decode(strip):  # full size: generated frames match the source's
-        return decoded_frame_paths(strip, indices)
+    if decode.needs_decode(strip):  # full size: generated frames match the source's
+        return decode.decoded_frame_paths(strip, indices)
     directory = strip_directory(strip)
     return [os.path.join(directory, strip.elements[i].filename) for i in indices]
 
@@ -311,13 +305,22 @@ def strip_resolution(strip, load: bool = True) -> tuple[int, int] | None:
     return image_size(path) or blender_image_size(path, load)
 
 
+def file_stat(path: str) -> tuple[int, int]:
+    """(size, mtime in ns) of a file, or (-1, -1) when it is not there."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return -1, -1
+    return st.st_size, st.st_mtime_ns
+
+
 _size_cache: dict[tuple, tuple[int, int] | None] = {}
 
 
 def blender_image_size(path: str, load: bool = True) -> tuple[int, int] | None:
     """Width and height of any image Blender reads (DPX, TIFF, Radiance HDR, ...), or None;
     remembered per file version. ``load=False`` only looks up what an earlier call found."""
-    key = (path, *_stat(path))
+    key = (path, *file_stat(path))
     if key[1] < 0:
         return None
     if key not in _size_cache:
@@ -338,229 +341,7 @@ def blender_image_size(path: str, load: bool = True) -> tuple[int, int] | None:
     return _size_cache[key]
 
 
-# --- frames decoded by Blender: movies, and image formats the worker can't read -------------
-
-# What a strip's picture depends on, copied onto the scratch strip that renders it (those a
-# Blender version or strip type lacks are skipped). Modifiers and retiming are not copied.
-_PICTURE_PROPS = (
-    "stream_index",
-    "animation_offset_start",
-    "animation_offset_end",
-    "use_reverse_frames",
-    "use_flip_x",
-    "use_flip_y",
-    "use_deinterlace",
-    "color_saturation",
-    "color_multiply",
-)
-
-
-def needs_decode(strip) -> bool:
-    """Whether Blender must decode the strip's frames for the worker: a movie, or image files
-    in a format the worker does not read (OpenEXR, DPX, Cineon, Radiance HDR, JPEG 2000, ...)."""
-    if strip.type == "MOVIE":
-        return True
-    return any(
-        os.path.splitext(strip.elements[i].filename)[1].lower() not in WORKER_IMAGE_EXTS
-        for i in visible_indices(strip)
-    )
-
-
-def _fit(size: tuple[int, int], max_size: tuple[int, int] | None) -> tuple[int, int]:
-    """``size`` scaled down to fit inside ``max_size`` (aspect kept), never up."""
-    w, h = size
-    if not max_size:
-        return w, h
-    f = min(1.0, max_size[0] / w, max_size[1] / h)
-    return max(1, round(w * f)), max(1, round(h * f))
-
-
-def _stat(path: str) -> tuple[int, int]:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return -1, -1
-    return st.st_size, st.st_mtime_ns
-
-
-def _decode_cache(strip, size: tuple[int, int]) -> str:
-    """The cache folder for this strip's frames at ``size``: a new folder when a file or any
-    setting that changes the picture changes."""
-    if strip.type == "MOVIE":
-        files = [movie_path(strip)]
-    else:
-        directory = strip_directory(strip)
-        files = [os.path.join(directory, e.filename) for e in strip.elements]
-    scene = strip.id_data
-    facts = [strip.type, size, strip.colorspace_settings.name, strip.alpha_mode]
-    facts += [scene.render.fps, scene.render.fps_base]
-    facts += [repr(getattr(strip, a, None)) for a in _PICTURE_PROPS]
-    facts += [(f, *_stat(f)) for f in files]
-    key = hashlib.sha1(repr(facts).encode()).hexdigest()[:16]
-    base = paths.user_dir("decoded_frames")
-    _prune(base, keep=DECODED_CACHE_KEEP, current=key)
-    folder = os.path.join(base, key)
-    os.makedirs(folder, exist_ok=True)
-    os.utime(folder)  # most recently used
-    return folder
-
-
-def _prune(base: str, keep: int, current: str) -> None:
-    try:
-        entries = [e for e in os.listdir(base) if e != current]
-    except OSError:
-        return
-    folders = [os.path.join(base, e) for e in entries if os.path.isdir(os.path.join(base, e))]
-    folders.sort(key=os.path.getmtime)
-    for old in folders[: max(0, len(folders) - (keep - 1))]:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def decoded_frame_paths(
-    strip,
-    indices: list[int],
-    max_size: tuple[int, int] | None = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> list[str]:
-    """PNG files of the strip's content frames ``indices`` (as ``visible_indices`` numbers
-    them), decoded and rendered by Blender, cached in the extension's user folder.
-
-    The frames are what the strip shows in an sRGB view with the Standard transform, at the
-    source's size or scaled down to fit ``max_size``. ``progress(done, total)`` is called after
-    each chunk of frames. Raises ValueError with a sentence for the user when Blender cannot
-    read the frames.
-    """
-    if not indices:
-        return []
-    problem = files_problem(strip)
-    if problem:
-        raise ValueError(problem)
-    what = "movie" if strip.type == "MOVIE" else "frames"
-    where = movie_path(strip) if strip.type == "MOVIE" else strip_directory(strip)
-    native = strip_resolution(strip)
-    if native is None:
-        raise ValueError(
-            f"Blender cannot read the {what} of strip '{strip.name}' ({where}): no picture size."
-        )
-    size = _fit(native, max_size)
-    folder = _decode_cache(strip, size)
-    out = [os.path.join(folder, f"{i:06d}.png") for i in indices]
-    todo = [i for i, p in zip(indices, out) if not os.path.isfile(p)]
-    if todo:
-        _render_copy(strip, _chunks(todo), size, folder, progress)
-    missing = [p for p in out if not os.path.isfile(p)]
-    if missing:
-        raise ValueError(
-            f"Blender could not decode {len(missing)} of {len(out)} frames of strip "
-            f"'{strip.name}' ({where})."
-        )
-    return out
-
-
-def _copy_strip(collection, strip):
-    """A copy of an image or movie strip at frame 1 of ``collection``, fit to the render size,
-    showing the same picture: content frame ``i`` at frame ``1 + i``."""
-    if strip.type == "MOVIE":
-        copy = collection.new_movie("source", movie_path(strip), 1, 1, fit_method="FIT")
-    else:
-        directory = strip_directory(strip)
-        first = os.path.join(directory, strip.elements[0].filename)
-        copy = collection.new_image("source", first, 1, 1, fit_method="FIT")
-        for element in list(strip.elements)[1:]:
-            copy.elements.append(element.filename)
-    for attr in _PICTURE_PROPS:
-        if hasattr(strip, attr) and hasattr(copy, attr):
-            setattr(copy, attr, getattr(strip, attr))
-    _set_enum(copy.colorspace_settings, "name", strip.colorspace_settings.name)
-    copy.alpha_mode = strip.alpha_mode
-    if strip.type == "MOVIE" and (copy.elements[0].orig_width <= 0 or content_length(copy) <= 1):
-        raise ValueError(
-            f"Blender cannot read the movie {movie_path(strip)} of strip '{strip.name}': the "
-            "file is damaged or in a format this Blender does not decode."
-        )
-    if content_length(copy) != content_length(strip):
-        raise ValueError(
-            f"The strip '{strip.name}' shows {content_length(strip)} frames of content where "
-            f"its files decode to {content_length(copy)}: a retimed or sped-up strip is not "
-            "supported; remove the retiming, or render the strip to images."
-        )
-    return copy
-
-
-def _chunks(todo: list[int], most: int | None = None) -> list[tuple[int, int]]:
-    """Sorted frame indices as (first, last) runs of consecutive frames, at most ``most``
-    (default ``DECODE_CHUNK``) frames each."""
-    most = most or DECODE_CHUNK
-    runs: list[tuple[int, int]] = []
-    for i in sorted(todo):
-        if runs and i == runs[-1][1] + 1 and i - runs[-1][0] < most:
-            runs[-1] = (runs[-1][0], i)
-        else:
-            runs.append((i, i))
-    return runs
-
-
-def _render_copy(
-    strip,
-    runs: list[tuple[int, int]],
-    size: tuple[int, int],
-    folder: str,
-    progress: Callable[[int, int], None] | None = None,
-) -> None:
-    """Render the content frames of each (first, last) run of a copy of ``strip`` in a scratch
-    scene to ``folder/<index>.png`` (each written whole, then moved into place)."""
-    source_scene = strip.id_data
-    tmp = bpy.data.scenes.new(".fsgan_decode")
-    work = os.path.join(folder, f".render-{os.getpid()}")
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work)
-    try:
-        r = tmp.render
-        r.resolution_x, r.resolution_y = size
-        r.resolution_percentage = 100
-        r.pixel_aspect_x = r.pixel_aspect_y = 1.0
-        r.fps, r.fps_base = source_scene.render.fps, source_scene.render.fps_base
-        r.use_sequencer = True
-        r.use_compositing = False
-        r.dither_intensity = 0.0  # dither would add noise to every frame
-        if hasattr(r.image_settings, "media_type"):  # 5.0
-            r.image_settings.media_type = "IMAGE"
-        r.image_settings.file_format = "PNG"
-        r.image_settings.color_mode = "RGB"
-        r.image_settings.color_depth = "8"
-        _set_enum(tmp.display_settings, "display_device", "sRGB")
-        _set_enum(tmp.view_settings, "view_transform", "Standard")
-        _set_enum(tmp.view_settings, "look", "None")
-        tmp.view_settings.exposure = 0.0
-        tmp.view_settings.gamma = 1.0
-        tmp.view_settings.use_curve_mapping = False
-        _set_enum(tmp.sequencer_colorspace_settings, "name", "sRGB")
-        _copy_strip(children(tmp.sequence_editor_create()), strip)
-        r.filepath = os.path.join(work, "f_#######")
-        r.use_file_extension = True
-        total = sum(last - first + 1 for first, last in runs)
-        done = 0
-        for first, last in runs:
-            tmp.frame_start, tmp.frame_end = 1 + first, 1 + last
-            try:
-                bpy.ops.render.render(animation=True, scene=tmp.name)
-            except RuntimeError as exc:
-                raise ValueError(
-                    f"Blender could not decode the frames of strip '{strip.name}': {exc}".rstrip()
-                ) from exc
-            for i in range(first, last + 1):
-                rendered = os.path.join(work, f"f_{1 + i:07d}.png")
-                if os.path.isfile(rendered):
-                    os.replace(rendered, os.path.join(folder, f"{i:06d}.png"))
-            done += last - first + 1
-            if progress:
-                progress(done, total)
-    finally:
-        bpy.data.scenes.remove(tmp)
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def _set_enum(owner, attr: str, value: str) -> None:
+def set_enum(owner, attr: str, value: str) -> None:
     """Set an enum by name where this Blender's colour configuration has it."""
     try:
         setattr(owner, attr, value)
@@ -616,10 +397,10 @@ def insert_image_strip(scene, source, directory: str, filenames: list[str], fram
             strip.directory = bpy.path.relpath(directory) + "/"
         except ValueError:
             pass
-    # Frames Blender decoded were rendered to sRGB (decoded_frame_paths); others keep their
+    # Frames Blender decoded were rendered to sRGB (decode.py); others keep their
     # files' colour space.
-    space = "sRGB" if needs_decode(source) else source.colorspace_settings.name
-    _set_enum(strip.colorspace_settings, "name", space)  # unknown to this config: left as is
+    space = "sRGB" if decode.needs_decode(source) else source.colorspace_settings.name
+    set_enum(strip.colorspace_settings, "name", space)  # unknown to this config: left as is
     strip.alpha_mode = source.alpha_mode
     for attr in ("scale_x", "scale_y", "offset_x", "offset_y", "rotation", "origin", "filter"):
         setattr(strip.transform, attr, getattr(source.transform, attr))

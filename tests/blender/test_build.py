@@ -102,7 +102,7 @@ def test_addon_decodes_what_the_worker_cannot_read():
     """The add-on sends the worker only frames core.data reads; Blender decodes the rest."""
     from core.data import IMAGE_EXTS
 
-    tree = ast.parse((ROOT / "fsgan_blender" / "strips.py").read_text())
+    tree = ast.parse((ROOT / "fsgan_blender" / "decode.py").read_text())
     exts = next(
         ast.literal_eval(node.value)
         for node in tree.body

@@ -97,7 +97,7 @@ def main():
     p = bl.parser()
     args = p.parse_args(sys.argv[sys.argv.index("--") + 1 :])
     addon = bl.load_addon(args)
-    S = addon.strips
+    S, D = addon.strips, addon.decode
     movie_file = os.path.join(args.work, "clip.mp4")
     encode_movie(args.frames, movie_file)
 
@@ -133,14 +133,14 @@ def main():
     )
 
     calls = []
-    S.DECODE_CHUNK = 4  # progress after every 4 frames: 11 frames in 3 chunks
+    D.DECODE_CHUNK = 4  # progress after every 4 frames: 11 frames in 3 chunks
     S.visible_frame_paths(movie, (16, 16), progress=lambda done, total: calls.append([done, total]))
     bl.result(
         stage="chunks",
         progress=calls,
-        runs=S._chunks([9, 1, 2, 3, 5, 6, 7], most=2),
+        runs=D._chunks([9, 1, 2, 3, 5, 6, 7], most=2),
     )
-    S.DECODE_CHUNK = 48
+    D.DECODE_CHUNK = 48
 
     movie.use_reverse_frames = True
     reversed_frames = S.visible_frame_paths(movie)
@@ -189,8 +189,8 @@ def main():
     bl.result(
         stage="exr",
         colorspace=exr.colorspace_settings.name,
-        needs_decode=S.needs_decode(exr),
-        png_needs_decode=S.needs_decode(bl.top_strips()["clip_gan"]),
+        needs_decode=D.needs_decode(exr),
+        png_needs_decode=D.needs_decode(bl.top_strips()["clip_gan"]),
         header_size=S.strip_resolution(exr, load=False),
         context=match(exr_context, args.frames),
         train=train_exr,

@@ -1,7 +1,8 @@
 """Strips the operators refuse, each with its one-sentence reason in the poll and the panel.
 
-Every kind of strip but image and movie (and a movie whose file is missing), image strips of 1 and 2 frames, missing frame files (some, all)
-and a // folder in a .blend that is not saved yet. No worker runs: these are polls and panels.
+Every kind of strip but image and movie, a movie whose file is missing, image strips of 1 and 2
+frames, missing frame files (some, all) and a // folder in a .blend that is not saved yet. No
+worker runs: these are polls and panels.
 """
 
 import os
