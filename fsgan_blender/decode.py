@@ -10,10 +10,12 @@ to 256x144 on a 2-core CPU).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 
 import bpy
 
@@ -220,7 +222,8 @@ def _render_copy(
         for first, last in runs:
             tmp.frame_start, tmp.frame_end = 1 + first, 1 + last
             try:
-                bpy.ops.render.render(animation=True, scene=tmp.name)
+                with _quiet_stdout():  # Blender prints two lines per frame written
+                    bpy.ops.render.render(animation=True, scene=tmp.name)
             except RuntimeError as exc:
                 raise ValueError(
                     f"Blender could not decode the frames of strip '{strip.name}': {exc}".rstrip()
@@ -235,3 +238,23 @@ def _render_copy(
     finally:
         bpy.data.scenes.remove(tmp)
         shutil.rmtree(work, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _quiet_stdout() -> Iterator[None]:
+    """Send what Blender's C code prints to stdout (``Saved: ...``, ``Time: ...``) to the null
+    device meanwhile; Python's own output is flushed first and goes on as before after."""
+    sys.stdout.flush()
+    try:
+        fd = sys.__stdout__.fileno() if sys.__stdout__ else 1
+        saved = os.dup(fd)
+    except (OSError, ValueError):  # no real stdout (some Windows GUIs): nothing to quiet
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), fd)
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
