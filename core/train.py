@@ -112,9 +112,9 @@ class TrainConfig:
     log_every: int = field(
         default=0,
         metadata={
-            "help": "report progress every N steps; 0 = every step on the CPU and MPS, and on "
-            "CUDA at most every 0.25 s (each report waits for the GPU, which must not happen "
-            "every step)"
+            "help": "report progress every N steps; 0 = every step on the CPU, and on a GPU at "
+            "most every 0.25 s and before each checkpoint (each report waits for the GPU, "
+            "which must not happen every step)"
         },
     )
 
@@ -168,8 +168,8 @@ class StepStats:
 
 
 Callback = Callable[[dict], None]
-REPORT_INTERVAL_S = 0.25  # CUDA, log_every=0: the least time between two progress reports
-DISTRIBUTED_REPORT_EVERY = 10  # CUDA under torchrun, log_every=0: report every N steps
+REPORT_INTERVAL_S = 0.25  # GPU, log_every=0: the least time between two progress reports
+DISTRIBUTED_REPORT_EVERY = 10  # GPU under torchrun, log_every=0: report every N steps
 
 
 class Trainer:
@@ -453,7 +453,8 @@ def fit(
     cancelled = False
     last_saved = -1
     last_report = t0
-    every_step = trainer.rt.type != "cuda"  # reading a loss back costs nothing off the GPU
+    last_out, checked = None, first
+    every_step = trainer.rt.type == "cpu"  # reading a loss back waits for a GPU (CUDA, MPS)
     while trainer.step_num < cfg.steps:
         if distributed.any_rank(bool(should_stop and should_stop()), ctx):
             cancelled = True
@@ -480,15 +481,14 @@ def fit(
             continue
         step = trainer.step_num
         now = time.perf_counter()
-        if should_report(step, cfg.steps, cfg.log_every, every_step, ctx.active, now - last_report):
-            last_report = now
-            out = distributed.mean_over_ranks(out, ctx)
-            vals = dict(zip(out, torch.stack([v.float() for v in out.values()]).tolist()))
-            if not all(math.isfinite(v) for v in vals.values()):
-                raise FloatingPointError(
-                    f"Training diverged at step {step} (a loss is not finite); lower the "
-                    "learning rates or use the default preset."
-                )
+        last_out = out
+        # Never save a checkpoint of a diverged model: read back before each one (a step
+        # every rank agrees on, so the mean over ranks inside cannot deadlock).
+        saving = bool(cfg.checkpoint_every) and step % cfg.checkpoint_every == 0
+        since = now - last_report
+        if saving or should_report(step, cfg.steps, cfg.log_every, every_step, ctx.active, since):
+            last_report, checked = now, step
+            vals = _read_back(out, step, ctx)
             elapsed = time.perf_counter() - t0
             rate = (step - first) / elapsed if elapsed > 0 else 0.0
             cb(
@@ -513,10 +513,25 @@ def fit(
             trainer.save(checkpoint_path)
             last_saved = step
             cb({"event": "checkpoint", "step": step, "path": checkpoint_path})
+    if last_out is not None and checked != trainer.step_num:  # cancelled between reports
+        _read_back(last_out, trainer.step_num, ctx)
     if main and checkpoint_path and last_saved != trainer.step_num:
         trainer.save(checkpoint_path)
         cb({"event": "checkpoint", "step": trainer.step_num, "path": checkpoint_path})
     return {"step": trainer.step_num, "cancelled": cancelled, "checkpoint": checkpoint_path}
+
+
+def _read_back(out: dict[str, torch.Tensor], step: int, ctx) -> dict[str, float]:
+    """The step's losses and outputs as floats (averaged over the ranks); raises when one is
+    not finite."""
+    out = distributed.mean_over_ranks(out, ctx)
+    vals = dict(zip(out, torch.stack([v.float() for v in out.values()]).tolist()))
+    if not all(math.isfinite(v) for v in vals.values()):
+        raise FloatingPointError(
+            f"Training diverged at step {step} (a loss is not finite); lower the "
+            "learning rates or use the default preset."
+        )
+    return vals
 
 
 def should_report(
@@ -525,7 +540,7 @@ def should_report(
     """Whether ``fit`` reads the losses back after ``step`` (which waits for the GPU).
 
     ``log_every`` > 0: every that many steps. 0 (auto): every step where reading back is free
-    (``every_step``: the CPU, MPS); on CUDA at most every ``REPORT_INTERVAL_S``, or, under
+    (``every_step``: the CPU); on a GPU at most every ``REPORT_INTERVAL_S``, or, under
     torchrun, every ``DISTRIBUTED_REPORT_EVERY`` steps, since every rank must join the mean and
     the ranks' clocks differ. The last step is always reported.
     """

@@ -73,6 +73,50 @@ def test_when_progress_is_read_back():
     assert [s for s in range(1, 51) if should_report(s, 50, 20, False, False, 99.0)] == [20, 40, 50]
 
 
+def _diverging(trainer, nan_from: int):
+    """Trainer.step replaced by one whose losses turn NaN from step ``nan_from`` on; the
+    runtime claims to be a GPU, where fit reads losses back only now and then."""
+    import types
+
+    def step():
+        trainer.step_num += 1
+        trainer.last_phases = ["D", "S", "G_D", "G_S"]
+        value = float("nan") if trainer.step_num >= nan_from else 0.5
+        names = ("loss_d", "loss_s", "loss_g_d", "loss_g_s", "l1")
+        names += ("d_real", "d_fake", "s_real", "s_fake")
+        return {k: torch.tensor(value) for k in names}
+
+    trainer.step = step
+    trainer.rt = types.SimpleNamespace(type="cuda", device=torch.device("cpu"))
+    return trainer
+
+
+def test_a_diverged_model_is_never_saved(clip_dir, tmp_path, monkeypatch):
+    import core.train as train_mod
+
+    monkeypatch.setattr(train_mod, "REPORT_INTERVAL_S", 1e9)  # no time-based report
+    # A checkpoint is due at step 4, after the losses went NaN at step 3: it is checked first.
+    _, _, _, tr = _trainer(clip_dir, checkpoint_every=4)
+    tr.tcfg.steps = 10
+    ckpt = tmp_path / "a.safetensors"
+    with pytest.raises(FloatingPointError, match="diverged at step 4"):
+        fit(_diverging(tr, nan_from=3), str(ckpt))
+    assert not ckpt.exists()
+    # Cancelled between two reports: the last step is checked before the final save.
+    _, _, _, tr = _trainer(clip_dir, checkpoint_every=1000)
+    tr.tcfg.steps = 10
+    ckpt = tmp_path / "b.safetensors"
+    with pytest.raises(FloatingPointError, match="diverged at step 5"):
+        fit(_diverging(tr, nan_from=2), str(ckpt), should_stop=lambda: tr.step_num >= 5)
+    assert not ckpt.exists()
+    # Healthy losses on the same path: saved, and reported only at checkpoints and the end.
+    _, _, _, tr = _trainer(clip_dir, checkpoint_every=4)
+    tr.tcfg.steps = 10
+    events = []
+    fit(_diverging(tr, nan_from=99), str(tmp_path / "c.safetensors"), events.append)
+    assert [e["step"] for e in events if e["event"] == "progress"] == [4, 8, 10]
+
+
 def test_checkpoint_round_trip(clip_dir, tmp_path):
     _, _, _, tr = _trainer(clip_dir, "default")
     tr.step()
