@@ -354,7 +354,7 @@ class FSGAN_OT_train_on_strip(_JobOperator, bpy.types.Operator):
         return True
 
     def _prepare(self, context):
-        s = context.scene.fsgan
+        s = strips.sequencer_scene(context).fsgan
         strip = strips.active_strip(context)
         problem = strips.strip_problem(strip)
         if problem:
@@ -395,7 +395,7 @@ class FSGAN_OT_train_on_strip(_JobOperator, bpy.types.Operator):
         if s.batch_size > 0:
             train["batch_size"] = s.batch_size
         self._job_dir = paths.job_dir("train")
-        self._scene_name = context.scene.name
+        self._scene_name = strips.sequencer_scene(context).name
         self._strip_name = strip.name
         job = worker_client.make_job(
             "train",
@@ -511,7 +511,8 @@ class FSGAN_OT_extend_animation(_JobOperator, bpy.types.Operator):
         return True
 
     def _prepare(self, context):
-        s = context.scene.fsgan
+        scene = strips.sequencer_scene(context)
+        s = scene.fsgan
         strip = strips.active_strip(context)
         problem = strips.strip_problem(strip, min_frames=1)
         if problem:
@@ -525,7 +526,7 @@ class FSGAN_OT_extend_animation(_JobOperator, bpy.types.Operator):
                 "train again or pick another checkpoint."
             )
         start = self._value(s, "start")
-        frames = strips.context_frame_paths(strip, start, context.scene.frame_current)
+        frames = strips.context_frame_paths(strip, start, scene.frame_current)
         missing = strips.missing_files(frames)
         if missing:
             raise ValueError(f"The start frame file {missing[-1]} is missing.")
@@ -542,10 +543,10 @@ class FSGAN_OT_extend_animation(_JobOperator, bpy.types.Operator):
             )
         prefix = paths.safe_name(strip.name) + "_"
         self._job_dir = paths.job_dir("extend")
-        self._scene_name = context.scene.name
+        self._scene_name = scene.name
         self._strip_name = strip.name
         self._start_mode = start
-        self._playhead = context.scene.frame_current
+        self._playhead = scene.frame_current
         self._out_dir = out_dir
         extend = {
             "count": self._value(s, "count"),

@@ -155,7 +155,7 @@ class FSGAN_PT_training(_SidebarPanel, bpy.types.Panel):
 
     def draw(self, context):
         layout = self.layout
-        s = context.scene.fsgan
+        s = strips.sequencer_scene(context).fsgan
         layout.use_property_split = True
         layout.use_property_decorate = False
         col = layout.column()
@@ -201,7 +201,7 @@ class FSGAN_PT_training_advanced(_SidebarPanel, bpy.types.Panel):
 
     def draw(self, context):
         layout = self.layout
-        s = context.scene.fsgan
+        s = strips.sequencer_scene(context).fsgan
         layout.use_property_split = True
         layout.use_property_decorate = False
         col = layout.column()
@@ -216,7 +216,7 @@ class FSGAN_PT_extend(_SidebarPanel, bpy.types.Panel):
 
     def draw(self, context):
         layout = self.layout
-        s = context.scene.fsgan
+        s = strips.sequencer_scene(context).fsgan
         layout.use_property_split = True
         layout.use_property_decorate = False
         col = layout.column()

@@ -123,7 +123,3 @@ class FSGAN_PG_settings(bpy.types.PropertyGroup):
 
 
 classes = (FSGAN_PG_settings,)
-
-
-def settings(context) -> FSGAN_PG_settings:
-    return context.scene.fsgan

@@ -52,8 +52,14 @@ def owner_collection(sequence_editor, strip):
     return top
 
 
+def sequencer_scene(context):
+    """The scene the Sequencer edits: Blender 5.0's workspace sequencer scene when one is set
+    (it can differ from the active scene), else the active scene."""
+    return getattr(context, "sequencer_scene", None) or context.scene
+
+
 def active_strip(context):
-    scene = context.scene
+    scene = sequencer_scene(context)
     se = scene.sequence_editor if scene else None
     return se.active_strip if se else None
 
@@ -109,8 +115,8 @@ def visible_frame_paths(
     max_size: tuple[int, int] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[str]:
-    """One image file per visible frame, in order, that the worker can read. Frames that
-    Blender must decode (``decode.needs_decode``) are rendered into a cache first, scaled down to fit
+    """One image file per visible frame, in order, that the worker can read. Frames Blender
+    must decode (``decode.needs_decode``) are rendered into a cache first, scaled down to fit
     ``max_size`` (never up) when given, with ``progress(done, total)`` after each chunk."""
     if decode.needs_decode(strip):
         return decode.decoded_frame_paths(strip, list(visible_indices(strip)), max_size, progress)

@@ -117,6 +117,12 @@ def main(args: argparse.Namespace) -> int:
             train_kw[key] = value
     if bpy.context.scene != scene:
         return fail(f"Scene '{scene.name}' cannot be made the active scene here.")
+    # Blender 5.0: the operators act on the workspace's sequencer scene when one is set.
+    workspace = bpy.context.workspace
+    follows = workspace is not None and hasattr(workspace, "sequencer_scene")
+    previous = workspace.sequencer_scene if follows else None
+    if follows:
+        workspace.sequencer_scene = scene
     try:
         if args.steps != 0:
             ret = bpy.ops.fsgan.train_on_strip(**train_kw)
@@ -131,6 +137,9 @@ def main(args: argparse.Namespace) -> int:
         if ".poll()" in text:
             text = text.split(".poll()", 1)[1].strip() or "The operator cannot run here."
         return fail(text)
+    finally:
+        if follows:
+            workspace.sequencer_scene = previous
 
     new = se.active_strip
     print(

@@ -51,3 +51,9 @@ def test_strip_frames_and_paths(python, blender, built_zip, frames16, tmp_path):
         assert os.path.dirname(out) == base, (name, out)
     assert names["safe"] == ["___x", "a_b", "hidden", "ok_name-1.2"]
     assert names["next_number"] == 17
+
+    seq = run.stage("sequencer_scene")
+    assert seq["supported"] is run.version.startswith("5."), seq
+    if seq["supported"]:
+        assert seq["active_scene"] == "Scene" and seq["before"] is None
+        assert seq["used"] == "Edit" and seq["active"] == "shot" and seq["train_poll"] is True

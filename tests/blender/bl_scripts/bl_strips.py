@@ -89,5 +89,30 @@ def main():
         next_number=P.next_free_number(args.frames, "frame_"),
     )
 
+    # Blender 5.0: the Sequencer edits the workspace's sequencer scene, which may not be the
+    # active scene. The add-on follows it (4.x has no such thing).
+    if "sequencer_scene" not in bpy.types.WorkSpace.bl_rna.properties:
+        bl.result(stage="sequencer_scene", supported=False)
+        return
+    edit = bpy.data.scenes.new("Edit")
+    shot = bl.strips_of(edit.sequence_editor_create()).new_image(
+        "shot", os.path.join(args.frames, "frame_0001.png"), 1, 1
+    )
+    for i in range(2, 6):
+        shot.elements.append(f"frame_{i:04d}.png")
+    edit.sequence_editor.active_strip = shot
+    bpy.context.scene.sequence_editor.active_strip = None
+    before = S.active_strip(bpy.context)
+    bpy.context.workspace.sequencer_scene = edit
+    bl.result(
+        stage="sequencer_scene",
+        supported=True,
+        active_scene=bpy.context.scene.name,
+        before=before.name if before else None,
+        used=S.sequencer_scene(bpy.context).name,
+        active=S.active_strip(bpy.context).name,
+        train_poll=bpy.ops.fsgan.train_on_strip.poll(),
+    )
+
 
 bl.run(main)
