@@ -25,6 +25,8 @@ from . import paths, strips
 WORKER_IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".tga")
 DECODED_CACHE_KEEP = 8  # strips (per size) whose decoded frames stay in the user folder
 DECODE_CHUNK = 48  # frames Blender decodes between two progress updates
+DECODE_VERSION = 2  # part of every cache key: bump when what a decoded frame holds changes
+_IN_USE_S = 600  # a cache folder touched this recently may serve another Blender: kept
 
 # What a strip's picture depends on, copied onto the scratch strip that renders it (those a
 # Blender version or strip type lacks are skipped). Modifiers and retiming are not copied.
@@ -38,13 +40,31 @@ _PICTURE_PROPS = (
     "use_deinterlace",
     "color_saturation",
     "color_multiply",
+    "strobe",
 )
 
 
+def _changes_picture(strip) -> bool:
+    """The strip shows its files changed: reversed, flipped, strobed (strobe 0 and 1 are off)
+    or with another saturation or multiply."""
+    return bool(
+        getattr(strip, "use_reverse_frames", False)
+        or getattr(strip, "use_flip_x", False)
+        or getattr(strip, "use_flip_y", False)
+        or getattr(strip, "strobe", 1.0) > 1.0
+        or abs(getattr(strip, "color_saturation", 1.0) - 1.0) > 1e-6
+        or abs(getattr(strip, "color_multiply", 1.0) - 1.0) > 1e-6
+    )
+
+
 def needs_decode(strip) -> bool:
-    """Whether Blender must decode the strip's frames for the worker: a movie, or image files
-    in a format the worker does not read (OpenEXR, DPX, Cineon, Radiance HDR, JPEG 2000, ...)."""
+    """Whether Blender must render the strip's frames for the worker: a movie; image files in
+    a format the worker does not read (OpenEXR, DPX, Cineon, Radiance HDR, JPEG 2000, ...); or
+    image files the strip shows changed (reversed, flipped, strobed, another saturation or
+    multiply), so that training sees what the timeline shows."""
     if strip.type == "MOVIE":
+        return True
+    if _changes_picture(strip):
         return True
     return any(
         os.path.splitext(strip.elements[i].filename)[1].lower() not in WORKER_IMAGE_EXTS
@@ -53,25 +73,28 @@ def needs_decode(strip) -> bool:
 
 
 def _fit(size: tuple[int, int], max_size: tuple[int, int] | None) -> tuple[int, int]:
-    """``size`` scaled down to fit inside ``max_size`` (aspect kept), never up."""
+    """``size`` scaled down to fit inside ``max_size`` (aspect kept), never up, and never
+    below Blender's smallest render size (4 pixels)."""
     w, h = size
     if not max_size:
         return w, h
     f = min(1.0, max_size[0] / w, max_size[1] / h)
-    return max(1, round(w * f)), max(1, round(h * f))
+    return max(min(w, 4), round(w * f)), max(min(h, 4), round(h * f))
 
 
 def _decode_cache(strip, size: tuple[int, int]) -> str:
     """The cache folder for this strip's frames at ``size``: a new folder when a file or any
-    setting that changes the picture changes."""
+    setting that changes the picture or the frame timing changes."""
     if strip.type == "MOVIE":
         files = [strips.movie_path(strip)]
     else:
         directory = strips.strip_directory(strip)
         files = [os.path.join(directory, e.filename) for e in strip.elements]
     scene = strip.id_data
-    facts = [strip.type, size, strip.colorspace_settings.name, strip.alpha_mode]
-    facts += [scene.render.fps, scene.render.fps_base]
+    facts = [DECODE_VERSION, strip.type, size, strip.colorspace_settings.name, strip.alpha_mode]
+    facts += [scene.render.fps, scene.render.fps_base, getattr(strip, "fps", None)]
+    facts += [strips.content_length(strip)]
+    facts += [round(k.timeline_frame, 3) for k in getattr(strip, "retiming_keys", ())]
     facts += [repr(getattr(strip, a, None)) for a in _PICTURE_PROPS]
     facts += [(f, *strips.file_stat(f)) for f in files]
     key = hashlib.sha1(repr(facts).encode()).hexdigest()[:16]
@@ -83,15 +106,27 @@ def _decode_cache(strip, size: tuple[int, int]) -> str:
     return folder
 
 
-def _prune(base: str, keep: int, current: str) -> None:
+def _mtime(path: str) -> float:
     try:
-        entries = [e for e in os.listdir(base) if e != current]
+        return os.path.getmtime(path)
+    except OSError:  # removed meanwhile (another Blender pruning)
+        return 0.0
+
+
+def _prune(base: str, keep: int, current: str) -> None:
+    """Delete the least recently used cache folders beyond ``keep``, but none used in the last
+    ``_IN_USE_S`` seconds (another Blender may be reading it)."""
+    import time
+
+    try:
+        folders = [os.path.join(base, e) for e in os.listdir(base) if e != current]
     except OSError:
         return
-    folders = [os.path.join(base, e) for e in entries if os.path.isdir(os.path.join(base, e))]
-    folders.sort(key=os.path.getmtime)
+    folders = sorted((f for f in folders if os.path.isdir(f)), key=_mtime)
+    now = time.time()
     for old in folders[: max(0, len(folders) - (keep - 1))]:
-        shutil.rmtree(old, ignore_errors=True)
+        if now - _mtime(old) > _IN_USE_S:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def decoded_frame_paths(
@@ -135,9 +170,11 @@ def decoded_frame_paths(
     return out
 
 
-def _copy_strip(collection, strip):
+def _copy_strip(collection, strip) -> Callable[[int], int]:
     """A copy of an image or movie strip at frame 1 of ``collection``, fit to the render size,
-    showing the same picture: content frame ``i`` at frame ``1 + i``."""
+    showing the same picture. Returns the map from the strip's content index to the copy's
+    (the frame to render is 1 + that): the identity, except for a movie whose frame rate
+    Blender adapts to the scene's, which the copy (made from Python) plays frame by frame."""
     if strip.type == "MOVIE":
         copy = collection.new_movie("source", strips.movie_path(strip), 1, 1, fit_method="FIT")
     else:
@@ -152,18 +189,39 @@ def _copy_strip(collection, strip):
     strips.set_enum(copy.colorspace_settings, "name", strip.colorspace_settings.name)
     copy.alpha_mode = strip.alpha_mode
     shown, decoded = strips.content_length(strip), strips.content_length(copy)
-    if strip.type == "MOVIE" and (copy.elements[0].orig_width <= 0 or decoded <= 1):
+    if strip.type == "MOVIE" and (copy.elements[0].orig_width <= 0 or decoded <= 1 < shown):
         raise ValueError(
             f"Blender cannot read the movie {strips.movie_path(strip)} of strip '{strip.name}': "
             "the file is damaged or in a format this Blender does not decode."
         )
-    if decoded != shown:
+    scene = strip.id_data
+    movie_fps = getattr(strip, "fps", 0.0) or 0.0
+    frame_map = _frame_map(shown, decoded, movie_fps, scene.render.fps / scene.render.fps_base)
+    if frame_map is None:
         raise ValueError(
-            f"The strip '{strip.name}' shows {shown} frames of content where its files decode "
-            f"to {decoded}: a retimed or sped-up strip is not supported; remove the retiming, or "
+            f"The strip '{strip.name}' shows {shown} frames of content where its files hold "
+            f"{decoded}: a retimed or sped-up strip is not supported; reset its retiming, or "
             "render the strip to images."
         )
-    return copy
+    return frame_map
+
+
+def _frame_map(
+    shown: int, decoded: int, movie_fps: float, scene_fps: float
+) -> Callable[[int], int] | None:
+    """Content index (timeline frames from the strip's start) -> the copy's frame index.
+
+    The same when the counts agree. A movie whose frame rate Blender adapts to the scene's
+    shows movie frame floor(i * movie_fps / scene_fps) at timeline frame i (Blender's rule);
+    the copy plays frame by frame. None when neither explains the counts (retiming)."""
+    if decoded == shown:
+        return lambda i: i
+    if movie_fps <= 0 or scene_fps <= 0:
+        return None
+    rate = movie_fps / scene_fps
+    if abs(decoded - shown * rate) > max(1.5, 0.01 * decoded):
+        return None
+    return lambda i: min(decoded - 1, int(i * rate + 1e-6))
 
 
 def _chunks(todo: list[int], most: int | None = None) -> list[tuple[int, int]]:
@@ -189,11 +247,12 @@ def _render_copy(
     """Render the content frames of each (first, last) run of a copy of ``strip`` in a scratch
     scene to ``folder/<index>.png`` (each written whole, then moved into place)."""
     source_scene = strip.id_data
-    tmp = bpy.data.scenes.new(".fsgan_decode")
     work = os.path.join(folder, f".render-{os.getpid()}")
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
+    tmp = None
     try:
+        tmp = bpy.data.scenes.new(".fsgan_decode")
         r = tmp.render
         r.resolution_x, r.resolution_y = size
         r.resolution_percentage = 100
@@ -207,20 +266,28 @@ def _render_copy(
         r.image_settings.file_format = "PNG"
         r.image_settings.color_mode = "RGB"
         r.image_settings.color_depth = "8"
-        strips.set_enum(tmp.display_settings, "display_device", "sRGB")
-        strips.set_enum(tmp.view_settings, "view_transform", "Standard")
-        strips.set_enum(tmp.view_settings, "look", "None")
+        colour = [
+            strips.set_enum(tmp.display_settings, "display_device", "sRGB"),
+            strips.set_enum(tmp.view_settings, "view_transform", "Standard"),
+            strips.set_enum(tmp.view_settings, "look", "None"),
+            strips.set_enum(tmp.sequencer_colorspace_settings, "name", "sRGB"),
+        ]
+        if not all(colour):  # a studio OCIO configuration without these names
+            print(
+                "FrameSequenceGAN: this colour configuration lacks sRGB/Standard; decoded "
+                f"frames of '{strip.name}' use its defaults",
+                flush=True,
+            )
         tmp.view_settings.exposure = 0.0
         tmp.view_settings.gamma = 1.0
         tmp.view_settings.use_curve_mapping = False
-        strips.set_enum(tmp.sequencer_colorspace_settings, "name", "sRGB")
-        _copy_strip(strips.children(tmp.sequence_editor_create()), strip)
+        to_copy = _copy_strip(strips.children(tmp.sequence_editor_create()), strip)
         r.filepath = os.path.join(work, "f_#######")
         r.use_file_extension = True
         total = sum(last - first + 1 for first, last in runs)
         done = 0
         for first, last in runs:
-            tmp.frame_start, tmp.frame_end = 1 + first, 1 + last
+            tmp.frame_start, tmp.frame_end = 1 + to_copy(first), 1 + to_copy(last)
             try:
                 with _quiet_stdout():  # Blender prints two lines per frame written
                     bpy.ops.render.render(animation=True, scene=tmp.name)
@@ -228,27 +295,42 @@ def _render_copy(
                 raise ValueError(
                     f"Blender could not decode the frames of strip '{strip.name}': {exc}".rstrip()
                 ) from exc
-            for i in range(first, last + 1):
-                rendered = os.path.join(work, f"f_{1 + i:07d}.png")
-                if os.path.isfile(rendered):
-                    os.replace(rendered, os.path.join(folder, f"{i:06d}.png"))
+            _place(work, folder, first, last, to_copy)
             done += last - first + 1
             if progress:
                 progress(done, total)
     finally:
-        bpy.data.scenes.remove(tmp)
+        if tmp is not None:
+            bpy.data.scenes.remove(tmp)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _place(work: str, folder: str, first: int, last: int, to_copy: Callable[[int], int]):
+    """Move each rendered frame to ``folder/<content index>.png``; a copy frame that several
+    content frames show (a movie slower than the scene) is copied for the later ones."""
+    placed: dict[int, str] = {}
+    for i in range(first, last + 1):
+        j = to_copy(i)
+        dest = os.path.join(folder, f"{i:06d}.png")
+        rendered = os.path.join(work, f"f_{1 + j:07d}.png")
+        if j in placed:
+            shutil.copyfile(placed[j], rendered + ".tmp")
+            os.replace(rendered + ".tmp", dest)
+        elif os.path.isfile(rendered):
+            os.replace(rendered, dest)
+            placed[j] = dest
 
 
 @contextlib.contextmanager
 def _quiet_stdout() -> Iterator[None]:
     """Send what Blender's C code prints to stdout (``Saved: ...``, ``Time: ...``) to the null
     device meanwhile; Python's own output is flushed first and goes on as before after."""
-    sys.stdout.flush()
     try:
-        fd = sys.__stdout__.fileno() if sys.__stdout__ else 1
+        if sys.stdout is not None:
+            sys.stdout.flush()
+        fd = sys.__stdout__.fileno() if sys.__stdout__ is not None else 1
         saved = os.dup(fd)
-    except (OSError, ValueError):  # no real stdout (some Windows GUIs): nothing to quiet
+    except (OSError, ValueError, AttributeError):  # no real stdout: nothing to quiet
         yield
         return
     try:

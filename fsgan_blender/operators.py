@@ -368,10 +368,10 @@ class FSGAN_OT_train_on_strip(_JobOperator, bpy.types.Operator):
         wm = context.window_manager
         decoding = decode.needs_decode(strip)
         if decoding:
-            wm.progress_begin(0, max(1, len(strips.visible_indices(strip))))
+            wm.progress_begin(0, 100)
 
-        def progress(done, total):
-            wm.progress_update(done)
+        def progress(done, total):  # total: the frames not cached yet
+            wm.progress_update(int(100 * done / max(1, total)))
             _log(f"decoded {done}/{total} frames of '{strip.name}'")
 
         try:

@@ -72,8 +72,11 @@ def find_strip(scene, name: str):
 
 
 def content_length(strip) -> int:
-    """Frames of content: an image strip's elements, a movie strip's frames."""
-    return len(strip.elements) if strip.type == "IMAGE" else int(strip.frame_duration)
+    """Timeline frames the content spans (from ``frame_start``, before trims): an image strip's
+    elements, a movie's frames. Computed from the trimmed range the same way on every Blender:
+    ``frame_duration`` of a movie whose frame rate Blender adapts to the scene's is the raw
+    count in 4.2 and the timeline count in 4.5 and 5.0. Retiming makes it differ from the files'."""
+    return int(round(strip.frame_final_end + strip.frame_offset_end - strip.frame_start))
 
 
 def visible_indices(strip) -> range:
@@ -82,7 +85,10 @@ def visible_indices(strip) -> range:
     first = int(round(strip.frame_final_start - strip.frame_start))
     last = int(round(strip.frame_final_end - strip.frame_start))  # exclusive
     # Still frames beyond the content (negative offsets) repeat an end frame: not new data.
-    return range(max(first, 0), min(last, content_length(strip)))
+    end = content_length(strip)
+    if strip.type == "IMAGE":
+        end = min(end, len(strip.elements))
+    return range(max(first, 0), min(last, end))
 
 
 def _library(strip):
@@ -180,6 +186,12 @@ def strip_problem(
         )
     if strip.type == "MOVIE" and (problem := files_problem(strip, cached=True)):
         return problem  # one file, and without it Blender knows no frame count
+    if strip.type == "IMAGE" and content_length(strip) != len(strip.elements):
+        return (
+            f"The strip '{strip.name}' is retimed: its {len(strip.elements)} frames span "
+            f"{content_length(strip)} frames of the timeline. Reset its retiming, or render the "
+            "strip to images."
+        )
     count = len(visible_indices(strip))
     if count < min_frames:
         return (
@@ -272,6 +284,8 @@ def image_size(path: str) -> tuple[int, int] | None:
                     name_end = header.index(b"\0", pos)
                     type_end = header.index(b"\0", name_end + 1)
                     (size,) = struct.unpack("<i", header[type_end + 1 : type_end + 5])
+                    if size < 0:  # damaged: never step backwards (panels call this)
+                        return None
                     value = header[type_end + 5 : type_end + 5 + size]
                     if header[pos:name_end] == b"dataWindow" and size == 16:
                         x0, y0, x1, y1 = struct.unpack("<4i", value)
@@ -347,12 +361,13 @@ def blender_image_size(path: str, load: bool = True) -> tuple[int, int] | None:
     return _size_cache[key]
 
 
-def set_enum(owner, attr: str, value: str) -> None:
-    """Set an enum by name where this Blender's colour configuration has it."""
+def set_enum(owner, attr: str, value: str) -> bool:
+    """Set an enum by name where this Blender's colour configuration has it; False where not."""
     try:
         setattr(owner, attr, value)
     except TypeError:
-        pass
+        return False
+    return True
 
 
 def checkpoint_of(strip) -> str:

@@ -40,6 +40,16 @@ def test_movie_and_exr_strips_decode_train_extend(python, blender, built_zip, fr
     # Reversed playback is what the strip shows: the first visible frame is source 14.
     assert [m["source"] for m in run.stage("reversed")["frames"]] == [14, 13, 12]
 
+    shown = run.stage("as_shown")
+    # Strobe 3 from the strip's start (content 0): contents 2-12 show sources 1,4,4,4,7,...
+    assert shown["strobe_sources"] == [1, 4, 4, 4, 7, 7, 7, 10, 10, 10, 13], shown
+    assert max(shown["strobe_vs_timeline"]) < 0.5, shown
+    assert shown["flipped_needs_decode"] is True and shown["flipped_count"] == 14
+    assert max(shown["flipped_vs_timeline"]) < 0.5, shown
+    assert shown["faster"] == [int(i * 1.25) for i in range(24)]  # 0, 1, 2, 3, 5, ...
+    assert shown["slower"] == [int(i * 0.8 + 1e-6) for i in range(30)]  # 0, 0, 1, 2, 3, 4, 4
+    assert shown["retimed"] is True
+
     e = run.stage("extend")
     assert e["train"]["error"] is None and e["train"]["ret"] == ["FINISHED"], e["train"]
     assert e["checkpoint"] and os.path.isfile(e["checkpoint"])
@@ -55,6 +65,7 @@ def test_movie_and_exr_strips_decode_train_extend(python, blender, built_zip, fr
     assert x["needs_decode"] is True and x["png_needs_decode"] is False
     assert x["colorspace"] != "sRGB"  # Blender reads EXR as linear: the decode converts it
     assert x["header_size"] == [64, 36]  # from the EXR header, without loading the image
+    assert x["bad_header_size"] is None
     # The last 8 of the 12 visible frames (sources 5-12), through a half-float linear round trip.
     assert [m["source"] for m in x["context"]] == list(range(5, 13))
     assert max(m["mean_abs"] for m in x["context"]) < 2.0, x["context"]

@@ -86,6 +86,27 @@ def match(paths: list[str], frames: str) -> list[dict]:
     return out
 
 
+def timeline_truth(scene, first: int, last: int, folder: str) -> list[str]:
+    """What ``scene``'s timeline shows at frames first..last, rendered the way the add-on
+    decodes (sRGB, Standard, no dither, at the movie's size): the ground truth."""
+    r = scene.render
+    r.resolution_x, r.resolution_y, r.resolution_percentage = 64, 36, 100
+    r.dither_intensity = 0.0
+    if hasattr(r.image_settings, "media_type"):
+        r.image_settings.media_type = "IMAGE"
+    r.image_settings.file_format = "PNG"
+    r.image_settings.color_mode = "RGB"
+    scene.view_settings.view_transform = "Standard"
+    scene.frame_start, scene.frame_end = first, last
+    r.filepath = os.path.join(folder, "t_####")
+    bpy.ops.render.render(animation=True, scene=scene.name)
+    return [os.path.join(folder, f"t_{f:04d}.png") for f in range(first, last + 1)]
+
+
+def differences(a: list[str], b: list[str]) -> list[float]:
+    return [round(float(np.abs(pixels(x) - pixels(y)).mean() * 255), 3) for x, y in zip(a, b)]
+
+
 def image_size(path: str) -> list[int]:
     img = bpy.data.images.load(path, check_existing=False)
     size = list(img.size)
@@ -147,6 +168,35 @@ def main():
     movie.use_reverse_frames = False
     bl.result(stage="reversed", frames=match(reversed_frames[:3], args.frames))
 
+    # Strobe, and a reversed, flipped PNG strip (which the worker could read, but not as the
+    # timeline shows it): the decoded frames equal what the timeline renders.
+    movie.strobe = 3.0
+    strobed = S.visible_frame_paths(movie)
+    truth = timeline_truth(scene, 12, 22, os.path.join(args.work, "truth_movie"))
+    movie.strobe = 1.0
+    movie.mute = True
+    flipped = bl.add_image_strip("flipped", args.frames, 16, channel=3, frame_start=10)
+    flipped.frame_offset_start = 2
+    flipped.use_reverse_frames = True
+    flipped.use_flip_x = True
+    flipped_frames = S.visible_frame_paths(flipped)
+    flipped_truth = timeline_truth(scene, 12, 25, os.path.join(args.work, "truth_png"))
+    bl.result(
+        stage="as_shown",
+        strobe_sources=[m["source"] for m in match(strobed, args.frames)],
+        strobe_vs_timeline=differences(strobed, truth),
+        flipped_needs_decode=D.needs_decode(flipped),
+        flipped_vs_timeline=differences(flipped_frames, flipped_truth),
+        flipped_count=len(flipped_frames),
+        # A movie Blender plays at its own rate (30 fps in a 24 fps scene: 30 frames over 24)
+        # and one slower than the scene (24 over 30); retiming matches neither.
+        faster=[D._frame_map(24, 30, 30.0, 24.0)(i) for i in range(24)],
+        slower=[D._frame_map(30, 24, 24.0, 30.0)(i) for i in range(30)],
+        retimed=D._frame_map(24, 30, 24.0, 24.0) is None,
+    )
+    bl.top_strips().remove(flipped)
+    movie.mute = False
+
     scene.fsgan.batch_size = 2
     scene.fsgan.preview_every = 0
     scene.fsgan.output_dir = os.path.join(args.work, "generated")
@@ -186,12 +236,28 @@ def main():
     )  # fmt: skip
     extend_exr = bl.call_op(bpy.ops.fsgan.extend_animation, "EXEC_DEFAULT", True, count=2)
     new_exr = scene.sequence_editor.active_strip
+    # A damaged header (a negative attribute size) must not hang the panel that reads it.
+    bad_exr = os.path.join(args.work, "bad.exr")
+    with open(bad_exr, "wb") as f:
+        f.write(
+            b"\x76\x2f\x31\x01"
+            + b"\x02\0\0\0"
+            + b"name\0type\0"
+            + (-12).to_bytes(4, "little", signed=True)
+            + b"\0" * 32
+        )
+    import signal
+
+    signal.alarm(10)  # a regression fails here instead of hanging until the test's timeout
+    bad_size = S.image_size(bad_exr)
+    signal.alarm(0)
     bl.result(
         stage="exr",
         colorspace=exr.colorspace_settings.name,
         needs_decode=D.needs_decode(exr),
         png_needs_decode=D.needs_decode(bl.top_strips()["clip_gan"]),
         header_size=S.strip_resolution(exr, load=False),
+        bad_header_size=bad_size,
         context=match(exr_context, args.frames),
         train=train_exr,
         extend=extend_exr,
