@@ -16,8 +16,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _bl_common as bl  # noqa: E402
 
 
-def encode_movie(frames: str, path: str) -> None:
-    """``frames``/frame_0001..16.png as a lossless H.264 movie, from a scratch scene."""
+def encode(frames: str, filepath: str, media_type: str, file_format: str, **settings) -> None:
+    """``frames``/frame_0001..16.png (64x36) rendered by a scratch scene to ``filepath``: a
+    movie, or numbered images where it ends in ####. ``settings``: image_settings or, with an
+    ``ffmpeg_`` prefix, FFmpeg settings."""
     scene = bpy.data.scenes.new("Encode")
     strips = bl.strips_of(scene.sequence_editor_create())
     strip = strips.new_image("src", os.path.join(frames, "frame_0001.png"), 1, 1)
@@ -30,34 +32,28 @@ def encode_movie(frames: str, path: str) -> None:
     scene.frame_start, scene.frame_end = 1, 16
     scene.view_settings.view_transform = "Standard"
     if hasattr(r.image_settings, "media_type"):  # 5.0: movies are a media type of their own
-        r.image_settings.media_type = "VIDEO"
-    r.image_settings.file_format = "FFMPEG"
-    r.ffmpeg.format = "MPEG4"
-    r.ffmpeg.codec = "H264"
-    r.ffmpeg.constant_rate_factor = "LOSSLESS"
-    r.filepath = path
+        r.image_settings.media_type = media_type
+    r.image_settings.file_format = file_format
+    for key, value in settings.items():
+        if key.startswith("ffmpeg_"):
+            setattr(r.ffmpeg, key.removeprefix("ffmpeg_"), value)
+        else:
+            setattr(r.image_settings, key, value)
+    r.filepath = filepath
     bpy.ops.render.render(animation=True, scene=scene.name)
     bpy.data.scenes.remove(scene)
+
+
+def encode_movie(frames: str, path: str) -> None:
+    """The frames as a lossless H.264 movie."""
+    encode(frames, path, "VIDEO", "FFMPEG", ffmpeg_format="MPEG4", ffmpeg_codec="H264",
+           ffmpeg_constant_rate_factor="LOSSLESS")  # fmt: skip
     assert os.path.isfile(path), path
 
 
 def encode_exr(frames: str, folder: str) -> None:
-    """``frames``/frame_0001..16.png as ``folder``/shot_0001..16.exr (half float, linear)."""
-    scene = bpy.data.scenes.new("EncodeEXR")
-    strips = bl.strips_of(scene.sequence_editor_create())
-    strip = strips.new_image("src", os.path.join(frames, "frame_0001.png"), 1, 1)
-    for i in range(2, 17):
-        strip.elements.append(f"frame_{i:04d}.png")
-    r = scene.render
-    r.resolution_x, r.resolution_y, r.resolution_percentage = 64, 36, 100
-    scene.frame_start, scene.frame_end = 1, 16
-    if hasattr(r.image_settings, "media_type"):
-        r.image_settings.media_type = "IMAGE"
-    r.image_settings.file_format = "OPEN_EXR"
-    r.image_settings.color_depth = "16"
-    r.filepath = os.path.join(folder, "shot_####")
-    bpy.ops.render.render(animation=True, scene=scene.name)
-    bpy.data.scenes.remove(scene)
+    """The frames as ``folder``/shot_0001..16.exr (half float, linear)."""
+    encode(frames, os.path.join(folder, "shot_####"), "IMAGE", "OPEN_EXR", color_depth="16")
 
 
 def pixels(path: str) -> np.ndarray:
