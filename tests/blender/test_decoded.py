@@ -32,6 +32,7 @@ def test_movie_and_exr_strips_decode_train_extend(python, blender, built_zip, fr
     labels = [e["text"] for e in d["panel"] if e["call"] == "label" and "text" in e]
     assert "Frames: 11 visible of 16" in labels and "Movie: clip.mp4" in labels, labels
     assert "Resolution: 64 x 36" in labels, labels
+    assert "Decoded by Blender first (cached)" in labels, labels
 
     c = run.stage("chunks")
     assert c["progress"] == [[4, 11], [8, 11], [11, 11]]
