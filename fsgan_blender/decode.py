@@ -3,9 +3,10 @@ does not read (OpenEXR, DPX, Cineon, Radiance HDR, JPEG 2000, ...).
 
 A copy of the strip renders in a scratch scene (sRGB display, Standard view, no dither), so the
 PNGs are what the strip shows; they are cached per strip, file versions, picture settings and
-size in the extension's user folder. Blender's main thread is busy meanwhile: decoding runs in
-chunks with the window manager's progress (about 20 ms a frame for a 1080p H.264 movie scaled
-to 256x144 on a 2-core CPU).
+size in the extension's user folder. Rendering needs Blender's main thread: in the UI the Train
+operator decodes one chunk per timer event (``DecodeTask``), so the window stays responsive,
+with progress and Cancel; scripts decode in one go (about 25 ms a frame for a 1080p H.264 movie
+scaled to 256x144 on a 2-core CPU, docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
@@ -168,6 +169,56 @@ def decoded_frame_paths(
             f"'{strip.name}' ({where})."
         )
     return out
+
+
+def uncached(strip, indices: list[int], max_size: tuple[int, int] | None = None) -> list[int]:
+    """Those of ``indices`` whose decoded frame at this size is not in the cache yet."""
+    native = strips.strip_resolution(strip)
+    if native is None:
+        return list(indices)  # decoded_frame_paths says why
+    folder = _decode_cache(strip, _fit(native, max_size))
+    return [i for i in indices if not os.path.isfile(os.path.join(folder, f"{i:06d}.png"))]
+
+
+class DecodeTask:
+    """Decodes a strip's visible frames a chunk per ``step()``, for a modal operator: Blender
+    handles its events between two chunks, so the window stays responsive. The strip is found
+    again by name at every step, since the user works meanwhile."""
+
+    def __init__(self, scene_name: str, strip_name: str, max_size: tuple[int, int], chunk=16):
+        self.scene_name, self.strip_name = scene_name, strip_name
+        self.max_size, self.chunk = max_size, chunk
+        self.done = 0
+        self.total = len(self._todo())
+        self.cancelled = False
+
+    def _strip(self):
+        scene = bpy.data.scenes.get(self.scene_name)
+        strip = strips.find_strip(scene, self.strip_name) if scene is not None else None
+        if strip is None:
+            raise ValueError(f"The strip '{self.strip_name}' is gone; nothing was trained.")
+        return strip
+
+    def _todo(self) -> list[int]:
+        strip = self._strip()
+        return uncached(strip, list(strips.visible_indices(strip)), self.max_size)
+
+    @property
+    def fraction(self) -> float:
+        return self.done / self.total if self.total else 1.0
+
+    def step(self) -> bool:
+        """Decode the next chunk; True when every visible frame is in the cache."""
+        strip = self._strip()
+        todo = uncached(strip, list(strips.visible_indices(strip)), self.max_size)
+        self.total = max(self.total, self.done + len(todo))  # the user may lengthen the strip
+        if not todo:
+            self.done = self.total
+            return True
+        chunk = todo[: self.chunk]
+        decoded_frame_paths(strip, chunk, self.max_size)
+        self.done += len(chunk)
+        return len(chunk) == len(todo)
 
 
 def _copy_strip(collection, strip) -> Callable[[int], int]:

@@ -39,6 +39,8 @@ MEMORY_ADVICE = (
 _outcome: dict | None = None
 # The memory estimate of the last training job (bytes, device), for the Training panel.
 _estimate: dict | None = None
+# Frames Blender decodes before a training job starts (UI only), for the panel and Cancel.
+_decoding: decode.DecodeTask | None = None
 
 
 def _log(text: str) -> None:
@@ -52,6 +54,10 @@ def last_outcome() -> dict | None:
 
 def last_estimate() -> dict | None:
     return _estimate
+
+
+def current_decode() -> decode.DecodeTask | None:
+    return _decoding
 
 
 def _set_outcome(kind: str, label: str, level: str, message: str) -> None:
@@ -108,6 +114,11 @@ def estimate_text(est: dict) -> str:
 
 
 def _running_problem() -> str | None:
+    if _decoding is not None:
+        return (
+            f"Blender is decoding the frames of '{_decoding.strip_name}' for training; cancel "
+            "it or wait for it to finish."
+        )
     job = worker_client.current()
     if job is not None and not job.finished:
         what = "Training" if job.state.kind == "train" else "Extending"
@@ -408,6 +419,86 @@ class FSGAN_OT_train_on_strip(_JobOperator, bpy.types.Operator):
         )
         return job, strip.name
 
+    # -- UI: decode a movie's (or EXR) frames a chunk per timer event, then start the job ---------
+
+    def invoke(self, context, event):
+        if bpy.app.background or context.window is None or _running_problem():
+            return super().invoke(context, event)
+        try:
+            task = self._decode_task(context)
+        except (ValueError, OSError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        if task is None:  # nothing to decode, or all of it cached
+            return super().invoke(context, event)
+        global _decoding
+        _decoding = self._decode = task
+        _log(f"decoding {task.total} frames of '{task.strip_name}' before training")
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.05, window=context.window)
+        wm.modal_handler_add(self)
+        tag_redraw(context)
+        return {"RUNNING_MODAL"}
+
+    def _decode_task(self, context) -> decode.DecodeTask | None:
+        scene = strips.sequencer_scene(context)
+        strip = strips.active_strip(context)
+        if strips.strip_problem(strip) or not decode.needs_decode(strip):
+            return None  # _start() reports any problem
+        size = (2 * self._value(scene.fsgan, "width"), 2 * self._value(scene.fsgan, "height"))
+        task = decode.DecodeTask(scene.name, strip.name, size)
+        return task if task.total else None
+
+    def _end_decode(self, context) -> None:
+        global _decoding
+        _decoding = self._decode = None
+        if getattr(self, "_timer", None) is not None:
+            context.window_manager.event_timer_remove(self._timer)
+            self._timer = None
+        tag_redraw(context)
+
+    def modal(self, context, event):
+        task = getattr(self, "_decode", None)
+        if task is None:
+            return super().modal(context, event)
+        if task.cancelled or (event.type == "ESC" and event.value == "PRESS"):
+            self._end_decode(context)
+            self.report({"WARNING"}, "Decoding cancelled; decoded frames stay cached.")
+            return {"CANCELLED"}
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        try:
+            finished = task.step()
+        except Exception as exc:  # noqa: BLE001 - never leave the add-on stuck "decoding"
+            self._end_decode(context)
+            known = isinstance(exc, (ValueError, OSError))
+            self.report({"ERROR"}, str(exc) if known else f"Decoding failed: {exc!r}")
+            return {"CANCELLED"}
+        tag_redraw(context)
+        if not finished:
+            return {"PASS_THROUGH"}
+        self._end_decode(context)
+        strip = strips.active_strip(context)
+        if strip is None or strip.name != task.strip_name:
+            self.report(
+                {"ERROR"},
+                f"The active strip changed while '{task.strip_name}' was decoded; select it and "
+                "press Train again (its frames are cached).",
+            )
+            return {"CANCELLED"}
+        job = self._start(context)  # every frame is cached now: it starts at once
+        if job is None:
+            return {"CANCELLED"}
+        self._job = job
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.25, window=context.window)
+        return {"RUNNING_MODAL"}
+
+    def cancel(self, context):
+        if getattr(self, "_decode", None) is not None:
+            self._end_decode(context)
+        super().cancel(context)
+
     def _check_job(self, context, python, core_parent, extra_paths, job_dict):
         global _estimate
         _estimate = None
@@ -628,12 +719,16 @@ class FSGAN_OT_cancel_job(bpy.types.Operator):
     @classmethod
     def poll(cls, context):
         job = worker_client.current()
-        if job is None or job.finished:
+        if _decoding is None and (job is None or job.finished):
             cls.poll_message_set("No job is running.")
             return False
         return True
 
     def execute(self, context):
+        if _decoding is not None:  # the train operator's modal sees it at its next event
+            _decoding.cancelled = True
+            self.report({"INFO"}, "Cancelling: decoding stops after the current frames.")
+            return {"FINISHED"}
         worker_client.current().cancel()
         self.report({"INFO"}, "Cancelling: the worker saves its work and stops.")
         return {"FINISHED"}
@@ -693,6 +788,10 @@ classes = (
 @bpy.app.handlers.persistent
 def _on_load_pre(*_args):
     # A file (re)load frees the data a running job would write into: stop the job first.
+    global _decoding
+    if _decoding is not None:
+        _decoding.cancelled = True
+        _decoding = None
     worker_client.stop_all()
 
 

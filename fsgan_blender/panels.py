@@ -77,6 +77,16 @@ def draw_job(layout, job: worker_client.WorkerJob) -> None:
             box.template_icon(icon_value=icon, scale=8.0)
 
 
+def draw_decode(layout, task) -> None:
+    box = layout.box()
+    box.label(text=f"Decoding '{task.strip_name}' for training", icon="RENDER_ANIMATION")
+    box.progress(factor=task.fraction, type="BAR", text=f"{task.done} / {task.total} frames")
+    row = box.row()
+    row.enabled = not task.cancelled
+    text = "Cancelling..." if task.cancelled else "Cancel"
+    row.operator("fsgan.cancel_job", text=text, icon="CANCEL")
+
+
 def draw_outcome(layout, kind: str) -> None:
     """The last job of ``kind`` that failed (or was refused): its one-sentence reason stays in
     the panel after the job is gone, e.g. a worker that was killed or ran out of memory."""
@@ -189,7 +199,9 @@ class FSGAN_PT_training(_SidebarPanel, bpy.types.Panel):
         row.operator("fsgan.train_on_strip", icon="PLAY")
         draw_estimate(layout, strip)
         job = worker_client.current()
-        if job is not None and job.state.kind == "train":
+        if operators.current_decode() is not None:
+            draw_decode(layout, operators.current_decode())
+        elif job is not None and job.state.kind == "train":
             draw_job(layout, job)
         else:
             draw_outcome(layout, "train")
@@ -237,6 +249,14 @@ class FSGAN_PT_extend(_SidebarPanel, bpy.types.Panel):
 
 def draw_status(self, context):
     """Appended to the status bar: the running job's progress, visible from any editor."""
+    task = operators.current_decode()
+    if task is not None:
+        row = self.layout.row(align=True)
+        row.ui_units_x = 16
+        text = f"Decoding {task.strip_name}: {task.done} / {task.total} frames"
+        row.progress(factor=task.fraction, type="BAR", text=text)
+        row.operator("fsgan.cancel_job", text="", icon="CANCEL", emboss=False)
+        return
     job = worker_client.current()
     if job is None:
         return

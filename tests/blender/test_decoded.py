@@ -38,6 +38,17 @@ def test_movie_and_exr_strips_decode_train_extend(python, blender, built_zip, fr
     assert c["progress"] == [[4, 11], [8, 11], [11, 11]]
     assert c["runs"] == [[1, 2], [3, 3], [5, 6], [7, 7], [9, 9]]
 
+    t = run.stage("task")
+    assert t["steps"] == [[0, 11], [4, 11], [8, 11], [11, 11]] and t["left"] == []
+    assert t["cached_total"] == 0  # a second Train finds every frame decoded
+    assert "is decoding the frames of 'clip' for training" in t["train_poll"]
+    labels = [e.get("text") for e in t["panel"]]
+    assert "Decoding 'clip' for training" in labels, labels
+    bars = [e for e in t["panel"] + t["status"] if e["call"] == "progress"]
+    assert [b["text"] for b in bars] == ["11 / 11 frames", "Decoding clip: 11 / 11 frames"]
+    assert t["cancel"]["ret"] == ["FINISHED"] and t["cancelled"] is True
+    assert t["gone"] == "The strip 'spare' is gone; nothing was trained."
+
     # Reversed playback is what the strip shows: the first visible frame is source 14.
     assert [m["source"] for m in run.stage("reversed")["frames"]] == [14, 13, 12]
 

@@ -159,6 +159,37 @@ def main():
     )
     D.DECODE_CHUNK = 48
 
+    # The UI's way: a chunk per timer event (the modal operator needs a window; this drives
+    # the same task, and shows it in the panel, the status bar and Cancel).
+    task = D.DecodeTask(scene.name, "clip", (20, 20), chunk=4)
+    steps = [[task.done, task.total]]
+    while not task.step():
+        steps.append([task.done, task.total])
+    steps.append([task.done, task.total])
+    addon.operators._decoding = task
+    status = bl.RecordingLayout()
+    addon.panels.draw_status(type("Host", (), {"layout": status})(), bpy.context)
+    decoding = {
+        "steps": steps,
+        "left": D.uncached(movie, list(S.visible_indices(movie)), (20, 20)),
+        "train_poll": bl.call_op(bpy.ops.fsgan.train_on_strip)["error"],
+        "panel": bl.draw_panel(addon.panels.FSGAN_PT_training),
+        "status": status.log,
+        "cancel": bl.call_op(bpy.ops.fsgan.cancel_job),
+        "cancelled": task.cancelled,
+    }
+    addon.operators._decoding = None
+    spare = bl.top_strips().new_movie("spare", movie_file, 9, 300)
+    spare_task = D.DecodeTask(scene.name, "spare", (12, 12))
+    bl.top_strips().remove(spare)
+    try:
+        spare_task.step()
+        decoding["gone"] = None
+    except ValueError as exc:
+        decoding["gone"] = str(exc)
+    decoding["cached_total"] = D.DecodeTask(scene.name, "clip", (20, 20)).total
+    bl.result(stage="task", **decoding)
+
     movie.use_reverse_frames = True
     reversed_frames = S.visible_frame_paths(movie)
     movie.use_reverse_frames = False
