@@ -247,7 +247,9 @@ def _copy_strip(collection, strip) -> Callable[[int], int]:
         )
     scene = strip.id_data
     movie_fps = getattr(strip, "fps", 0.0) or 0.0
-    frame_map = _frame_map(shown, decoded, movie_fps, scene.render.fps / scene.render.fps_base)
+    scene_fps = scene.render.fps / scene.render.fps_base
+    reverse = bool(getattr(strip, "use_reverse_frames", False))
+    frame_map = _frame_map(shown, decoded, movie_fps, scene_fps, reverse)
     if frame_map is None:
         raise ValueError(
             f"The strip '{strip.name}' shows {shown} frames of content where its files hold "
@@ -258,13 +260,15 @@ def _copy_strip(collection, strip) -> Callable[[int], int]:
 
 
 def _frame_map(
-    shown: int, decoded: int, movie_fps: float, scene_fps: float
+    shown: int, decoded: int, movie_fps: float, scene_fps: float, reverse: bool = False
 ) -> Callable[[int], int] | None:
     """Content index (timeline frames from the strip's start) -> the copy's frame index.
 
     The same when the counts agree. A movie whose frame rate Blender adapts to the scene's
-    shows movie frame floor(i * movie_fps / scene_fps) at timeline frame i (Blender's rule);
-    the copy plays frame by frame. None when neither explains the counts (retiming)."""
+    shows movie frame floor(i * movie_fps / scene_fps) at timeline frame i (Blender's rule;
+    reversed, it reverses the timeline frame first: floor((shown - 1 - i) * rate)), where the
+    copy plays frame by frame (reversed: frame j shows movie frame decoded - 1 - j). None when
+    neither explains the counts (retiming)."""
     if decoded == shown:
         return lambda i: i
     if movie_fps <= 0 or scene_fps <= 0:
@@ -272,6 +276,8 @@ def _frame_map(
     rate = movie_fps / scene_fps
     if abs(decoded - shown * rate) > max(1.5, 0.01 * decoded):
         return None
+    if reverse:
+        return lambda i: decoded - 1 - min(decoded - 1, int((shown - 1 - i) * rate + 1e-6))
     return lambda i: min(decoded - 1, int(i * rate + 1e-6))
 
 

@@ -39,8 +39,10 @@ MEMORY_ADVICE = (
 _outcome: dict | None = None
 # The memory estimate of the last training job (bytes, device), for the Training panel.
 _estimate: dict | None = None
-# Frames Blender decodes before a training job starts (UI only), for the panel and Cancel.
+# Frames Blender decodes before a training job starts (UI only), for the panel and Cancel,
+# and the (window manager, timer) that drives it, for unregister.
 _decoding: decode.DecodeTask | None = None
+_decode_timer: tuple | None = None
 
 
 def _log(text: str) -> None:
@@ -431,11 +433,20 @@ class FSGAN_OT_train_on_strip(_JobOperator, bpy.types.Operator):
             return {"CANCELLED"}
         if task is None:  # nothing to decode, or all of it cached
             return super().invoke(context, event)
-        global _decoding
+        try:  # a worker that can't run is said now, not after the whole decode
+            prefs = preferences.get(context)
+            python, source = preferences.resolve_python(prefs)
+            worker_client.check_python(python, source)
+            worker_client.find_core_parent(preferences.addon_dir())
+        except (ValueError, worker_client.WorkerError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        global _decoding, _decode_timer
         _decoding = self._decode = task
         _log(f"decoding {task.total} frames of '{task.strip_name}' before training")
         wm = context.window_manager
         self._timer = wm.event_timer_add(0.05, window=context.window)
+        _decode_timer = (wm, self._timer)
         wm.modal_handler_add(self)
         tag_redraw(context)
         return {"RUNNING_MODAL"}
@@ -449,9 +460,13 @@ class FSGAN_OT_train_on_strip(_JobOperator, bpy.types.Operator):
         task = decode.DecodeTask(scene.name, strip.name, size)
         return task if task.total else None
 
-    def _end_decode(self, context) -> None:
+    def _continue_with(self, task: decode.DecodeTask) -> None:
         global _decoding
-        _decoding = self._decode = None
+        _decoding = self._decode = task
+
+    def _end_decode(self, context) -> None:
+        global _decoding, _decode_timer
+        _decoding = self._decode = _decode_timer = None
         if getattr(self, "_timer", None) is not None:
             context.window_manager.event_timer_remove(self._timer)
             self._timer = None
@@ -461,7 +476,11 @@ class FSGAN_OT_train_on_strip(_JobOperator, bpy.types.Operator):
         task = getattr(self, "_decode", None)
         if task is None:
             return super().modal(context, event)
-        if task.cancelled or (event.type == "ESC" and event.value == "PRESS"):
+        if (
+            task.cancelled
+            or _decoding is not task
+            or (event.type == "ESC" and event.value == "PRESS")
+        ):
             self._end_decode(context)
             self.report({"WARNING"}, "Decoding cancelled; decoded frames stay cached.")
             return {"CANCELLED"}
@@ -477,15 +496,26 @@ class FSGAN_OT_train_on_strip(_JobOperator, bpy.types.Operator):
         tag_redraw(context)
         if not finished:
             return {"PASS_THROUGH"}
-        self._end_decode(context)
         strip = strips.active_strip(context)
-        if strip is None or strip.name != task.strip_name:
+        scene = strips.sequencer_scene(context)
+        if strip is None or (scene.name, strip.name) != (task.scene_name, task.strip_name):
+            self._end_decode(context)
             self.report(
                 {"ERROR"},
                 f"The active strip changed while '{task.strip_name}' was decoded; select it and "
                 "press Train again (its frames are cached).",
             )
             return {"CANCELLED"}
+        try:  # the training size may have changed meanwhile: decode on at the new one
+            again = self._decode_task(context)
+        except (ValueError, OSError) as exc:
+            self._end_decode(context)
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        if again is not None:
+            self._continue_with(again)
+            return {"PASS_THROUGH"}
+        self._end_decode(context)
         job = self._start(context)  # every frame is cached now: it starts at once
         if job is None:
             return {"CANCELLED"}
@@ -788,10 +818,7 @@ classes = (
 @bpy.app.handlers.persistent
 def _on_load_pre(*_args):
     # A file (re)load frees the data a running job would write into: stop the job first.
-    global _decoding
-    if _decoding is not None:
-        _decoding.cancelled = True
-        _decoding = None
+    _drop_decode(remove_timer=False)  # Blender cancels the modal operator, which removes it
     worker_client.stop_all()
 
 
@@ -801,8 +828,24 @@ def register_handlers() -> None:
     atexit.register(worker_client.stop_all)
 
 
+def _drop_decode(remove_timer: bool) -> None:
+    """Forget a decode in progress: its operator is being cancelled (file load) or is gone
+    without a cancel() call (the add-on was disabled: then its timer is removed here)."""
+    global _decoding, _decode_timer
+    if _decoding is not None:
+        _decoding.cancelled = True
+    if remove_timer and _decode_timer is not None:
+        wm, timer = _decode_timer
+        try:
+            wm.event_timer_remove(timer)
+        except (ReferenceError, ValueError, RuntimeError):  # already freed with its window
+            pass
+    _decoding = _decode_timer = None
+
+
 def unregister_handlers() -> None:
     if _on_load_pre in bpy.app.handlers.load_pre:
         bpy.app.handlers.load_pre.remove(_on_load_pre)
     atexit.unregister(worker_client.stop_all)
+    _drop_decode(remove_timer=True)  # unregister frees a modal handler without cancel()
     worker_client.stop_all()

@@ -15,6 +15,7 @@ API differences handled here and nowhere else:
 
 from __future__ import annotations
 
+import math
 import os
 import struct
 import time
@@ -76,7 +77,13 @@ def content_length(strip) -> int:
     elements, a movie's frames. Computed from the trimmed range the same way on every Blender:
     ``frame_duration`` of a movie whose frame rate Blender adapts to the scene's is the raw
     count in 4.2 and the timeline count in 4.5 and 5.0. Retiming makes it differ from the files'."""
-    return int(round(strip.frame_final_end + strip.frame_offset_end - strip.frame_start))
+    span = strip.frame_final_end + strip.frame_offset_end - strip.frame_start
+    # frame_final_end is int(frame_start + length - frame_offset_end), truncated toward zero:
+    # with a sub-frame offset the span is off by a fraction; take the length that reproduces it.
+    for n in (math.floor(span), math.ceil(span)):
+        if int(strip.frame_start + n - strip.frame_offset_end) == strip.frame_final_end:
+            return int(n)
+    return int(round(span))
 
 
 def visible_indices(strip) -> range:

@@ -48,6 +48,7 @@ def test_movie_and_exr_strips_decode_train_extend(python, blender, built_zip, fr
     assert [b["text"] for b in bars] == ["11 / 11 frames", "Decoding clip: 11 / 11 frames"]
     assert t["cancel"]["ret"] == ["FINISHED"] and t["cancelled"] is True
     assert t["gone"] == "The strip 'spare' is gone; nothing was trained."
+    assert t["after_reenable"] is None
 
     # Reversed playback is what the strip shows: the first visible frame is source 14.
     assert [m["source"] for m in run.stage("reversed")["frames"]] == [14, 13, 12]
@@ -61,6 +62,7 @@ def test_movie_and_exr_strips_decode_train_extend(python, blender, built_zip, fr
     assert shown["faster"] == [int(i * 1.25) for i in range(24)]  # 0, 1, 2, 3, 5, ...
     assert shown["slower"] == [int(i * 0.8 + 1e-6) for i in range(30)]  # 0, 0, 1, 2, 3, 4, 4
     assert shown["retimed"] is True
+    assert shown["faster_reversed"] == [29 - int((23 - i) * 1.25 + 1e-6) for i in range(24)]
 
     e = run.stage("extend")
     assert e["train"]["error"] is None and e["train"]["ret"] == ["FINISHED"], e["train"]

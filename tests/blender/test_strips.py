@@ -28,6 +28,9 @@ def test_strip_frames_and_paths(python, blender, built_zip, frames16, tmp_path):
     assert trimmed["problem"] is None
     assert trimmed["resolution"] == [64, 36]
 
+    for key, (length, problem) in run.stage("subframe")["lengths"].items():
+        assert length == 11 and problem is None, (key, length, problem)
+
     moved = run.stage("moved")
     assert moved["visible"] == frames(15, 16)
     assert "shows 2 frames; at least 3 are needed" in moved["problem"]

@@ -178,7 +178,10 @@ def main():
         "cancel": bl.call_op(bpy.ops.fsgan.cancel_job),
         "cancelled": task.cancelled,
     }
-    addon.operators._decoding = None
+    # Disabling the add-on mid-decode (no cancel() then) must not leave Train refused.
+    bpy.ops.preferences.addon_disable(module=bl.MODULE)
+    bpy.ops.preferences.addon_enable(module=bl.MODULE)
+    decoding["after_reenable"] = sys.modules[bl.MODULE].operators._running_problem()
     spare = bl.top_strips().new_movie("spare", movie_file, 9, 300)
     spare_task = D.DecodeTask(scene.name, "spare", (12, 12))
     bl.top_strips().remove(spare)
@@ -220,6 +223,9 @@ def main():
         faster=[D._frame_map(24, 30, 30.0, 24.0)(i) for i in range(24)],
         slower=[D._frame_map(30, 24, 24.0, 30.0)(i) for i in range(30)],
         retimed=D._frame_map(24, 30, 24.0, 24.0) is None,
+        # Reversed, Blender reverses the timeline frame first: the copy's reversed frame j
+        # shows movie frame 29 - j, so timeline frame i needs j = 29 - floor((23 - i) * 1.25).
+        faster_reversed=[D._frame_map(24, 30, 30.0, 24.0, reverse=True)(i) for i in range(24)],
     )
     bl.top_strips().remove(flipped)
     movie.mute = False

@@ -39,6 +39,16 @@ def main():
         resolution=S.strip_resolution(strip),
     )
 
+    # Sub-frame handles: Blender truncates frame_final_end, the length stays 11 frames.
+    subframe = {}
+    for start in (5, -20):
+        for offset in (1.5, 0.5, -0.5, -1.5):
+            s = bl.add_image_strip("sub", args.frames, 11, channel=20, frame_start=start)
+            s.frame_offset_end = offset
+            subframe[f"{start}/{offset}"] = [S.content_length(s), S.strip_problem(s)]
+            bl.top_strips().remove(s)
+    bl.result(stage="subframe", lengths=subframe)
+
     moved = bl.add_image_strip("moved", args.frames, 16, channel=3, frame_start=1)
     moved.frame_start = 40  # moving keeps the trim; the content moves with it
     moved.frame_offset_start = 14
