@@ -179,9 +179,9 @@ def main():
         "cancelled": task.cancelled,
     }
     # Disabling the add-on mid-decode (no cancel() then) must not leave Train refused.
-    bpy.ops.preferences.addon_disable(module=bl.MODULE)
-    bpy.ops.preferences.addon_enable(module=bl.MODULE)
-    decoding["after_reenable"] = sys.modules[bl.MODULE].operators._running_problem()
+    addon.unregister()  # what disabling runs
+    addon.register()
+    decoding["after_reenable"] = addon.operators._running_problem()
     spare = bl.top_strips().new_movie("spare", movie_file, 9, 300)
     spare_task = D.DecodeTask(scene.name, "spare", (12, 12))
     bl.top_strips().remove(spare)
