@@ -16,6 +16,7 @@ import hashlib
 import os
 import shutil
 import sys
+import time
 from collections.abc import Callable, Iterator
 
 import bpy
@@ -117,8 +118,6 @@ def _mtime(path: str) -> float:
 def _prune(base: str, keep: int, current: str) -> None:
     """Delete the least recently used cache folders beyond ``keep``, but none used in the last
     ``_IN_USE_S`` seconds (another Blender may be reading it)."""
-    import time
-
     try:
         folders = [os.path.join(base, e) for e in os.listdir(base) if e != current]
     except OSError:
