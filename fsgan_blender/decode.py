@@ -108,6 +108,39 @@ def _decode_cache(strip, size: tuple[int, int]) -> str:
     return folder
 
 
+_usage: tuple[float, tuple[int, int]] | None = None
+
+
+def cache_usage(max_age_s: float = 5.0) -> tuple[int, int]:
+    """(strips, bytes) in the decoded-frames cache; recounted at most every ``max_age_s``
+    (the preferences ask on every redraw)."""
+    global _usage
+    now = time.monotonic()
+    if _usage is not None and now - _usage[0] < max_age_s:
+        return _usage[1]
+    base = paths.user_dir("decoded_frames")
+    folders, total = 0, 0
+    for entry in os.scandir(base):
+        if entry.is_dir():
+            folders += 1
+            for root, _dirs, files in os.walk(entry.path):
+                total += sum(strips.file_stat(os.path.join(root, f))[0] for f in files)
+    _usage = (now, (folders, total))
+    return folders, total
+
+
+def clear_cache() -> int:
+    """Delete every decoded frame (they are made again when needed); returns the bytes freed."""
+    global _usage
+    _, total = cache_usage(max_age_s=0)
+    base = paths.user_dir("decoded_frames")
+    for entry in os.scandir(base):
+        if entry.is_dir():
+            shutil.rmtree(entry.path, ignore_errors=True)
+    _usage = None
+    return total
+
+
 def _mtime(path: str) -> float:
     try:
         return os.path.getmtime(path)

@@ -764,6 +764,26 @@ class FSGAN_OT_cancel_job(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class FSGAN_OT_clear_decoded_frames(bpy.types.Operator):
+    """Delete the frames Blender decoded from movie and OpenEXR strips (made again when needed)"""
+
+    bl_idname = "fsgan.clear_decoded_frames"
+    bl_label = "Clear Decoded Frames"
+
+    @classmethod
+    def poll(cls, context):
+        problem = _running_problem()  # a job may be reading them
+        if problem:
+            cls.poll_message_set(problem)
+            return False
+        return True
+
+    def execute(self, context):
+        freed = decode.clear_cache()
+        self.report({"INFO"}, f"Cleared {freed / 2**20:.1f} MB of decoded frames.")
+        return {"FINISHED"}
+
+
 class FSGAN_OT_set_checkpoint(bpy.types.Operator):
     """Use a checkpoint file (.safetensors) as the active strip's model"""
 
@@ -812,6 +832,7 @@ classes = (
     FSGAN_OT_extend_animation,
     FSGAN_OT_cancel_job,
     FSGAN_OT_set_checkpoint,
+    FSGAN_OT_clear_decoded_frames,
 )
 
 

@@ -26,7 +26,7 @@ import time
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, StringProperty
 
-from . import installer, paths, worker_client
+from . import decode, installer, paths, worker_client
 
 ENV_PYTHON = "FSGAN_PYTHON"
 WHERE = "Preferences > Add-ons > FrameSequenceGAN"
@@ -163,6 +163,14 @@ class FSGAN_AddonPreferences(bpy.types.AddonPreferences):
         box.label(text=f"Installs into {site_packages_dir()}")
 
         layout.prop(self, "keep_job_files")
+        count, size = decode.cache_usage()
+        row = layout.row()
+        row.label(
+            text=f"Decoded frames (movie, OpenEXR strips): {size / 2**20:.1f} MB, {count} "
+            f"strip{'s' if count != 1 else ''}",
+            icon="FILE_MOVIE",
+        )
+        row.operator("fsgan.clear_decoded_frames", text="Clear", icon="TRASH")
 
 
 def _wrapped(layout, text: str, icon: str = "NONE", width: int = 90) -> None:

@@ -88,6 +88,13 @@ def test_movie_and_exr_strips_decode_train_extend(python, blender, built_zip, fr
     assert x["new"]["colorspace"] == "sRGB"
     assert all(f.endswith(".png") for f in x["new"]["files"])
 
+    c = run.stage("cache")
+    assert c["before"][0] >= 4 and c["before"][1] > 0, c  # several sizes of two strips
+    mb = f"{c['before'][1] / 2**20:.1f} MB"
+    assert any(label.startswith("Decoded frames") and mb in label for label in c["labels"]), c
+    assert c["cleared"]["ret"] == ["FINISHED"] and c["after"] == [0, 0], c
+    assert c["again"] is True
+
     r = run.stage("refused")
     assert (
         "uses a movie file relative to the .blend file (//clip.mp4), which is not saved"

@@ -297,6 +297,24 @@ def main():
         new=bl.describe(new_exr),
     )
 
+    # The cache in the preferences, and its Clear button.
+    prefs = bpy.context.preferences.addons[addon.__name__].preferences
+    host = type("Host", (), {"__getattr__": lambda _self, name: getattr(prefs, name)})()
+    host.layout = bl.RecordingLayout()
+    before = D.cache_usage(max_age_s=0)
+    type(prefs).draw(host, bpy.context)
+    cleared = bl.call_op(bpy.ops.fsgan.clear_decoded_frames)
+    after = D.cache_usage(max_age_s=0)
+    again = S.visible_frame_paths(movie, (32, 32))  # decoded again on demand
+    bl.result(
+        stage="cache",
+        before=before,
+        after=after,
+        cleared=cleared,
+        labels=[e.get("text", "") for e in host.layout.log if e["call"] == "label"],
+        again=len(again) == 11 and all(os.path.isfile(f) for f in again),
+    )
+
     # Refusals: a // movie path in an unsaved file; a movie file that went away.
     rel = bl.top_strips().new_movie("rel", movie_file, 5, 100)
     rel.filepath = "//clip.mp4"
