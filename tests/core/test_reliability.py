@@ -138,35 +138,10 @@ def test_checkpoint_for_another_resolution_is_a_clear_error(tmp_path, clip_dir):
     from .conftest import TINY_ARGS, run_cli
 
     ckpt = tmp_path / "m.safetensors"
-    assert (
-        run_cli(
-            "train",
-            "--frames",
-            clip_dir,
-            "--out",
-            ckpt,
-            "--steps",
-            1,
-            "--preset",
-            "paper",
-            *TINY_ARGS,
-        ).returncode
-        == 0
-    )
-    r = run_cli(
-        "train",
-        "--frames",
-        clip_dir,
-        "--out",
-        ckpt,
-        "--steps",
-        2,
-        "--resume",
-        "--preset",
-        "default",
-        "--device",
-        "cpu",
-    )
+    train = ["train", "--frames", clip_dir, "--out", ckpt]
+    first = run_cli(*train, "--steps", 1, "--preset", "paper", *TINY_ARGS)
+    assert first.returncode == 0, first.stderr
+    r = run_cli(*train, "--steps", 2, "--resume", "--preset", "default", "--device", "cpu")
     assert r.returncode == 2 and "other model settings" in r.stderr, r.stderr
 
 
