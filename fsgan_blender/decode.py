@@ -178,19 +178,37 @@ def decoded_frame_paths(
     """
     if not indices:
         return []
+    size, folder = _plan(strip, max_size)
+    return _decode_into(strip, indices, size, folder, progress)
+
+
+def _plan(strip, max_size: tuple[int, int] | None) -> tuple[tuple[int, int], str]:
+    """(decoded size, cache folder) for the strip; ValueError when its files can't be read."""
     problem = strips.files_problem(strip)
     if problem:
         raise ValueError(problem)
-    what = "movie" if strip.type == "MOVIE" else "frames"
-    where = strips.movie_path(strip) if strip.type == "MOVIE" else strips.strip_directory(strip)
     native = strips.strip_resolution(strip)
     if native is None:
+        what = "movie" if strip.type == "MOVIE" else "frames"
         raise ValueError(
-            f"Blender cannot read the {what} of strip '{strip.name}' ({where}): no picture size."
+            f"Blender cannot read the {what} of strip '{strip.name}' ({_where(strip)}): no "
+            "picture size."
         )
     size = _fit(native, max_size)
-    folder = _decode_cache(strip, size)
-    out = [os.path.join(folder, f"{i:06d}.png") for i in indices]
+    return size, _decode_cache(strip, size)
+
+
+def _where(strip) -> str:
+    return strips.movie_path(strip) if strip.type == "MOVIE" else strips.strip_directory(strip)
+
+
+def _cached(folder: str, i: int) -> str:
+    return os.path.join(folder, f"{i:06d}.png")
+
+
+def _decode_into(strip, indices, size, folder, progress=None) -> list[str]:
+    """Render those of ``indices`` not in ``folder`` yet; the paths of all of them."""
+    out = [_cached(folder, i) for i in indices]
     todo = [i for i, p in zip(indices, out) if not os.path.isfile(p)]
     if todo:
         _render_copy(strip, _chunks(todo), size, folder, progress)
@@ -198,18 +216,15 @@ def decoded_frame_paths(
     if missing:
         raise ValueError(
             f"Blender could not decode {len(missing)} of {len(out)} frames of strip "
-            f"'{strip.name}' ({where})."
+            f"'{strip.name}' ({_where(strip)})."
         )
     return out
 
 
 def uncached(strip, indices: list[int], max_size: tuple[int, int] | None = None) -> list[int]:
     """Those of ``indices`` whose decoded frame at this size is not in the cache yet."""
-    native = strips.strip_resolution(strip)
-    if native is None:
-        return list(indices)  # decoded_frame_paths says why
-    folder = _decode_cache(strip, _fit(native, max_size))
-    return [i for i in indices if not os.path.isfile(os.path.join(folder, f"{i:06d}.png"))]
+    _, folder = _plan(strip, max_size)
+    return [i for i in indices if not os.path.isfile(_cached(folder, i))]
 
 
 class DecodeTask:
@@ -221,7 +236,7 @@ class DecodeTask:
         self.scene_name, self.strip_name = scene_name, strip_name
         self.max_size, self.chunk = max_size, chunk
         self.done = 0
-        self.total = len(self._todo())
+        self.total = len(self._todo()[1])
         self.cancelled = False
 
     def _strip(self):
@@ -231,9 +246,12 @@ class DecodeTask:
             raise ValueError(f"The strip '{self.strip_name}' is gone; nothing was trained.")
         return strip
 
-    def _todo(self) -> list[int]:
+    def _todo(self):
+        """(strip, frames still to decode, decoded size, cache folder), looked up afresh."""
         strip = self._strip()
-        return uncached(strip, list(strips.visible_indices(strip)), self.max_size)
+        size, folder = _plan(strip, self.max_size)
+        todo = [i for i in strips.visible_indices(strip) if not os.path.isfile(_cached(folder, i))]
+        return strip, todo, size, folder
 
     @property
     def fraction(self) -> float:
@@ -241,14 +259,13 @@ class DecodeTask:
 
     def step(self) -> bool:
         """Decode the next chunk; True when every visible frame is in the cache."""
-        strip = self._strip()
-        todo = uncached(strip, list(strips.visible_indices(strip)), self.max_size)
+        strip, todo, size, folder = self._todo()
         self.total = max(self.total, self.done + len(todo))  # the user may lengthen the strip
         if not todo:
             self.done = self.total
             return True
         chunk = todo[: self.chunk]
-        decoded_frame_paths(strip, chunk, self.max_size)
+        _decode_into(strip, chunk, size, folder)
         self.done += len(chunk)
         return len(chunk) == len(todo)
 
