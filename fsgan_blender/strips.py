@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 import bpy
 
-from . import decode, paths
+from . import decode, look, paths
 
 MIN_TRAIN_FRAMES = 3
 MAX_CHANNEL = 128
@@ -408,7 +408,7 @@ def insert_image_strip(scene, source, directory: str, filenames: list[str], fram
 
     It takes the source strip's colour space (sRGB after a movie strip), alpha mode, transform
     (which is where Blender keeps the fit) and crop, so frames at the source's resolution line up
-    with it.
+    with it, and its blend mode, opacity and modifiers, so it looks the way the source does.
     """
     if not filenames:
         raise ValueError("There are no frames to insert.")
@@ -434,6 +434,9 @@ def insert_image_strip(scene, source, directory: str, filenames: list[str], fram
         setattr(strip.transform, attr, getattr(source.transform, attr))
     for attr in ("min_x", "max_x", "min_y", "max_y"):
         setattr(strip.crop, attr, getattr(source.crop, attr))
+    skipped = look.copy_look(source, strip)
+    if skipped:
+        print(f"FrameSequenceGAN: not copied to '{strip.name}': {', '.join(skipped)}")
     if strip.channel != channel or strip.frame_final_start != frame_start:
         # Blender moved it to resolve an overlap we did not foresee: keep it, but be honest.
         print(

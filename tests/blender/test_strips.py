@@ -36,6 +36,29 @@ def test_strip_frames_and_paths(python, blender, built_zip, frames16, tmp_path):
     assert "shows 2 frames; at least 3 are needed" in moved["problem"]
     assert moved["extend_problem"] is None
 
+    look = run.stage("look")
+    # The generated strip takes the source's blend mode, opacity and modifiers (in order, muted
+    # ones muted, curve points, colour balance and the mask strip included) ...
+    assert look["new"]["blend"] == look["source"]["blend"] == ["ADD", 0.6], look
+    assert (
+        look["new"]["modifiers"]
+        == look["source"]["modifiers"]
+        == [
+            ["Curves", "CURVES", False],
+            ["Balance", "COLOR_BALANCE", False],
+            ["Masked", "BRIGHT_CONTRAST", True],
+            ["Hue", "HUE_CORRECT", False],
+        ]
+    ), look
+    points = [v for point in look["curve_points"] for v in point]
+    assert points == pytest.approx([0, 0, 0.3, 0.6, 0.7, 0.8, 1, 1])
+    assert look["first_point"] == pytest.approx([0.0, 0.1])
+    assert look["gain"] == pytest.approx([0.8, 1.2, 1.0]) and look["multiply"] == pytest.approx(1.3)
+    assert look["mask"] == ["STRIP", "under"]
+    # ... so the same frames look the same on the timeline, where a plain strip does not.
+    assert max(look["new_vs_source"]) < 0.01, look
+    assert min(look["plain_vs_source"]) > 5.0, look
+
     relative = run.stage("relative")
     project = relative["project"]
     assert relative["paths"] == [os.path.join(project, "frames", f) for f in frames(1, 4)]

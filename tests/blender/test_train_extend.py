@@ -57,6 +57,8 @@ def test_install_train_extend_undo_reopen(python, blender, built_zip, frames16, 
     assert new["channel"] == 3
     assert not any(overlaps(new, other) for other in extend["strips"] if other is not new)
     assert new["colorspace"] == "Non-Color"  # the source's colour space
+    assert new["blend"] == source["blend"] == ["ALPHA_OVER", 0.75]  # and its look
+    assert new["modifiers"] == source["modifiers"] == [["Grade", "CURVES", True]]
     assert extend["active"] == new["name"]
     assert new["checkpoint"] == checkpoint  # the new strip can be extended again
     out_dir = os.path.realpath(new["directory"])

@@ -108,7 +108,24 @@ def describe(strip) -> dict:
         else None,
         "checkpoint_stored": strip.get("fsgan_checkpoint"),
         "colorspace": strip.colorspace_settings.name if strip.type == "IMAGE" else None,
+        "blend": [strip.blend_type, round(strip.blend_alpha, 4)],
+        "modifiers": [[m.name, m.type, m.mute] for m in strip.modifiers],
     }
+
+
+def add_modifier(strip, name, kind):
+    """``strip.modifiers.new``; Blender 5.0 needs a sequencer scene in the context for it (it
+    crashes without one in background Blender)."""
+    workspace = bpy.context.workspace
+    follows = hasattr(workspace, "sequencer_scene")
+    previous = workspace.sequencer_scene if follows else None
+    if follows:
+        workspace.sequencer_scene = strip.id_data
+    try:
+        return strip.modifiers.new(name=name, type=kind)
+    finally:
+        if follows:
+            workspace.sequencer_scene = previous
 
 
 def call_op(op, *args, **kwargs) -> dict:

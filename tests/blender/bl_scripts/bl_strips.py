@@ -5,6 +5,7 @@ import shutil
 import sys
 
 import bpy
+import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _bl_common as bl  # noqa: E402
@@ -12,6 +13,86 @@ import _bl_common as bl  # noqa: E402
 
 def names(paths):
     return [os.path.basename(p) for p in paths]
+
+
+def render(scene, frame: int, path: str) -> np.ndarray:
+    """What ``scene``'s timeline shows at ``frame`` (sRGB, Standard view, no dither)."""
+    r = scene.render
+    r.resolution_x, r.resolution_y, r.resolution_percentage = 64, 36, 100
+    r.dither_intensity = 0.0
+    r.image_settings.file_format = "PNG"
+    scene.view_settings.view_transform = "Standard"
+    scene.frame_start = scene.frame_end = frame
+    r.filepath = path + "_####"
+    bpy.ops.render.render(animation=True, scene=scene.name)
+    img = bpy.data.images.load(f"{path}_{frame:04d}.png", check_existing=False)
+    a = np.empty(len(img.pixels), np.float32)
+    img.pixels.foreach_get(a)
+    bpy.data.images.remove(img)
+    return a
+
+
+def look_stage(S, args):
+    """The generated strip looks the way the source does: insert the source's own frames as the
+    "generated" frames and compare the timeline's renders of the two strips."""
+    scene = bpy.data.scenes.new("Look")
+    collection = bl.strips_of(scene.sequence_editor_create())
+    kw = {"length": 40} if bpy.app.version >= (5, 0, 0) else {"frame_end": 41}
+    collection.new_effect("under", "COLOR", 1, 1, **kw).color = (0.2, 0.5, 0.9)
+    src = collection.new_image("graded", os.path.join(args.frames, "frame_0001.png"), 2, 1)
+    for i in range(2, 5):
+        src.elements.append(f"frame_{i:04d}.png")
+    src.blend_type, src.blend_alpha = "ADD", 0.6
+    curves = bl.add_modifier(src, "Curves", "CURVES")
+    points = curves.curve_mapping.curves[3].points  # the combined curve: two more points
+    points.new(0.3, 0.6)
+    points.new(0.7, 0.8)
+    curves.curve_mapping.curves[0].points[0].location = (0.0, 0.1)
+    curves.curve_mapping.update()
+    balance = bl.add_modifier(src, "Balance", "COLOR_BALANCE")
+    balance.color_balance.lift = (1.1, 0.9, 1.0)
+    balance.color_balance.gain = (0.8, 1.2, 1.0)
+    balance.color_multiply = 1.3
+    masked = bl.add_modifier(src, "Masked", "BRIGHT_CONTRAST")
+    masked.bright, masked.contrast, masked.mute = 0.1, 20.0, True
+    masked.input_mask_type = "STRIP"
+    masked.input_mask_strip = collection["under"]
+    hue = bl.add_modifier(src, "Hue", "HUE_CORRECT")
+    hue.curve_mapping.curves[1].points.new(0.5, 0.8)
+    hue.curve_mapping.update()
+    names = [f"frame_{i:04d}.png" for i in range(1, 5)]
+    new = S.insert_image_strip(scene, src, args.frames, names, 20)
+    plain = collection.new_image("plain", os.path.join(args.frames, "frame_0001.png"), 4, 30)
+    for name in names[1:]:
+        plain.elements.append(name)
+    folder = os.path.join(args.work, "look")
+    os.makedirs(folder, exist_ok=True)
+    diffs, plain_diffs = [], []
+    for k in range(4):  # frame k of each strip shows frame_000{k+1}
+        a = render(scene, 1 + k, os.path.join(folder, "src"))
+        b = render(scene, 20 + k, os.path.join(folder, "new"))
+        c = render(scene, 30 + k, os.path.join(folder, "plain"))
+        diffs.append(round(float(np.abs(a - b).mean() * 255), 3))
+        plain_diffs.append(round(float(np.abs(a - c).mean() * 255), 3))
+    copied = new.modifiers
+    bl.result(
+        stage="look",
+        source=bl.describe(src),
+        new=bl.describe(new),
+        new_vs_source=diffs,
+        plain_vs_source=plain_diffs,
+        curve_points=[
+            list(map(float, p.location)) for p in copied["Curves"].curve_mapping.curves[3].points
+        ],
+        first_point=list(map(float, copied["Curves"].curve_mapping.curves[0].points[0].location)),
+        gain=list(copied["Balance"].color_balance.gain),
+        multiply=copied["Balance"].color_multiply,
+        mask=[
+            copied["Masked"].input_mask_type,
+            getattr(copied["Masked"].input_mask_strip, "name", None),
+        ],
+    )
+    bpy.data.scenes.remove(scene)
 
 
 def main():
@@ -98,6 +179,8 @@ def main():
         safe=[P.safe_name(n) for n in ("../../x", "a/b", ".hidden", "ok_name-1.2")],
         next_number=P.next_free_number(args.frames, "frame_"),
     )
+
+    look_stage(S, args)
 
     # Blender 5.0: the Sequencer edits the workspace's sequencer scene, which may not be the
     # active scene. The add-on follows it (4.x has no such thing).
