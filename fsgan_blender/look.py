@@ -53,6 +53,9 @@ def _sequencer_scene(scene):
         yield
         return
     previous = workspace.sequencer_scene
+    if previous == scene:  # the usual case in the UI: nothing to change
+        yield
+        return
     workspace.sequencer_scene = scene
     try:
         yield
