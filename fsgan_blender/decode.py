@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import os
 import shutil
 import sys
@@ -21,7 +22,7 @@ from collections.abc import Callable, Iterator
 
 import bpy
 
-from . import paths, strips
+from . import filecheck, paths, strips
 
 # What the worker reads itself (core.data.IMAGE_EXTS); Blender decodes anything else.
 WORKER_IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".tga")
@@ -210,6 +211,8 @@ def _decode_into(strip, indices, size, folder, progress=None) -> list[str]:
     """Render those of ``indices`` not in ``folder`` yet; the paths of all of them."""
     out = [_cached(folder, i) for i in indices]
     todo = [i for i, p in zip(indices, out) if not os.path.isfile(p)]
+    if todo and strip.type == "IMAGE":
+        _refuse_damaged(strip, todo)
     if todo:
         _render_copy(strip, _chunks(todo), size, folder, progress)
     missing = [p for p in out if not os.path.isfile(p)]
@@ -219,6 +222,40 @@ def _decode_into(strip, indices, size, folder, progress=None) -> list[str]:
             f"'{strip.name}' ({_where(strip)})."
         )
     return out
+
+
+def _refuse_damaged(strip, indices: list[int]) -> None:
+    """ValueError naming the first file these content frames show that Blender could not read
+    (it would render "missing media" there without an error): empty, cut short, not the format
+    its name says. Blender's rule for the file a content frame shows: reversed first, then
+    held by the strobe."""
+    directory = strips.strip_directory(strip)
+    n = len(strip.elements)
+    strobe = max(1.0, float(getattr(strip, "strobe", 1.0)))
+    shown: set[int] = set()
+    for i in indices:
+        j = n - 1 - i if strip.use_reverse_frames else i
+        shown.update((j, int(j - math.fmod(j, strobe))))
+    for k in sorted(k for k in shown if 0 <= k < n):
+        path = os.path.join(directory, strip.elements[k].filename)
+        why = filecheck.damage(path, _loads)
+        if why:
+            raise ValueError(
+                f"The frame file {path} of strip '{strip.name}' {why}; replace it, or trim it "
+                "out of the strip."
+            )
+
+
+def _loads(path: str) -> bool:
+    """Whether Blender can load ``path`` as an image (an image it can't has no size)."""
+    try:
+        image = bpy.data.images.load(path, check_existing=False)
+    except RuntimeError:
+        return False
+    try:
+        return tuple(image.size) != (0, 0)
+    finally:
+        bpy.data.images.remove(image)
 
 
 def uncached(strip, indices: list[int], max_size: tuple[int, int] | None = None) -> list[int]:

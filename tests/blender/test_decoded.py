@@ -88,6 +88,13 @@ def test_movie_and_exr_strips_decode_train_extend(python, blender, built_zip, fr
     assert x["new"]["colorspace"] == "sRGB"
     assert all(f.endswith(".png") for f in x["new"]["files"])
 
+    d = run.stage("damaged")
+    assert d["faded_black"] == [False] * 4 + [True] + [False] * 3  # shot_0005 is black: kept
+    message = "of strip 'broken' is cut short; replace it, or trim it out of the strip."
+    assert d["error"] and "shot_0003.exr" in d["error"] and message in d["error"], d
+    assert "shot_0003.exr" in d["train"]["error"] and message in d["train"]["error"], d
+    assert d["reversed_ok"] == [8, 7, 6]  # trimmed and reversed, the damaged file is not shown
+
     c = run.stage("cache")
     assert c["before"][0] >= 4 and c["before"][1] > 0, c  # several sizes of two strips
     mb = f"{c['before'][1] / 2**20:.1f} MB"

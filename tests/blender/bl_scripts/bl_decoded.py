@@ -284,6 +284,50 @@ def main():
     signal.alarm(10)  # a regression fails here instead of hanging until the test's timeout
     bad_size = S.image_size(bad_exr)
     signal.alarm(0)
+    # A frame file Blender cannot read renders as "missing media" without an error: it is found
+    # (from its header) and named. A frame that is black in its file (a fade) is accepted.
+    damaged_dir = os.path.join(args.work, "exr_damaged")
+    shutil.copytree(exr_dir, damaged_dir)
+    black = bpy.data.images.new("black", 64, 36, float_buffer=True)  # (0, 0, 0, 1) everywhere
+    black.filepath_raw = os.path.join(damaged_dir, "shot_0005.exr")
+    black.file_format = "OPEN_EXR"
+    black.save()
+    bpy.data.images.remove(black)
+    faded = bl.top_strips().new_image("faded", os.path.join(damaged_dir, "shot_0001.exr"), 5, 300)
+    for i in range(2, 9):
+        faded.elements.append(f"shot_{i:04d}.exr")
+    faded_frames = D.decoded_frame_paths(faded, list(range(8)), (32, 32))
+    truncated = os.path.join(damaged_dir, "shot_0003.exr")
+    with open(truncated, "r+b") as f:
+        f.truncate(os.path.getsize(truncated) // 2)
+    broken = bl.top_strips().new_image("broken", os.path.join(damaged_dir, "shot_0001.exr"), 6, 300)
+    for i in range(2, 9):
+        broken.elements.append(f"shot_{i:04d}.exr")
+    try:
+        D.decoded_frame_paths(broken, list(range(8)), (32, 32))
+        broken_error = None
+    except ValueError as exc:
+        broken_error = str(exc)
+    broken.frame_offset_end = 5  # contents 0-2 show, reversed: shot_0008 to shot_0006 (not
+    broken.use_reverse_frames = True  # the damaged shot_0003): they decode
+    broken_short = D.decoded_frame_paths(broken, [0, 1, 2])  # full size
+    broken.frame_offset_end = 0  # content frame 5 shows the damaged file
+    se.active_strip = broken
+    broken_train = bl.call_op(
+        bpy.ops.fsgan.train_on_strip, steps=1, width=32, height=18, model_width=0.125,
+        device="cpu",
+    )  # fmt: skip
+    bl.result(
+        stage="damaged",
+        faded_black=[not pixels(p).any() for p in faded_frames],
+        error=broken_error,
+        reversed_ok=[m["source"] for m in match(broken_short, args.frames)],
+        train=broken_train,
+    )
+    for s in (faded, broken):
+        bl.top_strips().remove(s)
+    se.active_strip = exr
+
     bl.result(
         stage="exr",
         colorspace=exr.colorspace_settings.name,
