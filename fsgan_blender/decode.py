@@ -224,11 +224,11 @@ def _decode_into(strip, indices, size, folder, progress=None) -> list[str]:
     return out
 
 
-def _refuse_damaged(strip, indices: list[int]) -> None:
+def _refuse_damaged(strip, indices: list[int], load: bool = True) -> None:
     """ValueError naming the first file these content frames show that Blender could not read
     (it would render "missing media" there without an error): empty, cut short, not the format
     its name says. Blender's rule for the file a content frame shows: reversed first, then
-    held by the strobe."""
+    held by the strobe. ``load=False``: header checks only (no file is loaded)."""
     directory = strips.strip_directory(strip)
     n = len(strip.elements)
     strobe = max(1.0, float(getattr(strip, "strobe", 1.0)))
@@ -238,7 +238,7 @@ def _refuse_damaged(strip, indices: list[int]) -> None:
         shown.update((j, int(j - math.fmod(j, strobe))))
     for k in sorted(k for k in shown if 0 <= k < n):
         path = os.path.join(directory, strip.elements[k].filename)
-        why = filecheck.damage(path, _loads)
+        why = filecheck.damage(path, _loads if load else None)
         if why:
             raise ValueError(
                 f"The frame file {path} of strip '{strip.name}' {why}; replace it, or trim it "
@@ -273,7 +273,10 @@ class DecodeTask:
         self.scene_name, self.strip_name = scene_name, strip_name
         self.max_size, self.chunk = max_size, chunk
         self.done = 0
-        self.total = len(self._todo()[1])
+        strip, todo, _, _ = self._todo()
+        self.total = len(todo)
+        if strip.type == "IMAGE":  # a damaged file is reported now, not after minutes of work
+            _refuse_damaged(strip, todo, load=False)
         self.cancelled = False
 
     def _strip(self):

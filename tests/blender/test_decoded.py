@@ -93,6 +93,7 @@ def test_movie_and_exr_strips_decode_train_extend(python, blender, built_zip, fr
     message = "of strip 'broken' is cut short; replace it, or trim it out of the strip."
     assert d["error"] and "shot_0003.exr" in d["error"] and message in d["error"], d
     assert "shot_0003.exr" in d["train"]["error"] and message in d["train"]["error"], d
+    assert "shot_0003.exr" in d["task_error"] and message in d["task_error"], d
     assert d["reversed_ok"] == [8, 7, 6]  # trimmed and reversed, the damaged file is not shown
 
     c = run.stage("cache")

@@ -317,8 +317,14 @@ def main():
         bpy.ops.fsgan.train_on_strip, steps=1, width=32, height=18, model_width=0.125,
         device="cpu",
     )  # fmt: skip
+    try:  # the UI's chunked decode says so before its first chunk
+        D.DecodeTask(scene.name, "broken", (24, 24))
+        task_error = None
+    except ValueError as exc:
+        task_error = str(exc)
     bl.result(
         stage="damaged",
+        task_error=task_error,
         faded_black=[not pixels(p).any() for p in faded_frames],
         error=broken_error,
         reversed_ok=[m["source"] for m in match(broken_short, args.frames)],
