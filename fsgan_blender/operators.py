@@ -734,6 +734,10 @@ class FSGAN_OT_extend_animation(_JobOperator, bpy.types.Operator):
             f"Added strip '{new.name}': {len(frames)} frames at frame {new.frame_final_start}, "
             f"channel {new.channel}."
         )
+        last = new.frame_final_end - 1
+        if scene.fsgan.fit_scene_range and last > scene.frame_end:
+            scene.frame_end = last
+            message += f" The scene now ends at frame {last}."
         _log(message)
         self.report({"INFO"}, message)
         return {"FINISHED"}

@@ -113,6 +113,12 @@ class FSGAN_PG_settings(bpy.types.PropertyGroup):
         items=START_ITEMS,
         default="END",
     )
+    fit_scene_range: BoolProperty(
+        name="Lengthen Scene",
+        description="When the new strip ends after the scene's end frame, move the end frame "
+        "to the strip's last frame, so playback and renders include the generated frames",
+        default=True,
+    )
     output_dir: StringProperty(
         name="Output Folder",
         description="Where generated frames are written, in a subfolder named after the strip; "

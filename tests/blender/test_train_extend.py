@@ -60,6 +60,7 @@ def test_install_train_extend_undo_reopen(python, blender, built_zip, frames16, 
     assert new["blend"] == source["blend"] == ["ALPHA_OVER", 0.75]  # and its look
     assert new["modifiers"] == source["modifiers"] == [["Grade", "CURVES", True]]
     assert extend["active"] == new["name"]
+    assert extend["frame_end"] == 24  # the scene (it ended at 16) now ends with the new strip
     assert new["checkpoint"] == checkpoint  # the new strip can be extended again
     out_dir = os.path.realpath(new["directory"])
     assert out_dir == os.path.realpath(work / "generated" / "walk")
@@ -69,12 +70,14 @@ def test_install_train_extend_undo_reopen(python, blender, built_zip, frames16, 
 
     # Ctrl-Z removes the new strip and only it.
     assert sorted(run.stage("undo")["strips"]) == ["block1", "block2", "walk"]
+    assert run.stage("undo")["frame_end"] == 16
 
     # Save + reopen: the checkpoint reference survives and Extend works again; numbering
     # continues, so the frames of the first (undone) run are not overwritten.
     reopen = run.stage("reopen")
     assert reopen["source"]["checkpoint"] == checkpoint
     assert reopen["op"] == {"ret": ["FINISHED"], "error": None}, reopen
+    assert reopen["frame_end"] == 16  # Lengthen Scene off
     again = [s for s in reopen["strips"] if s["name"] not in ("walk", "block1", "block2")]
     assert len(again) == 1 and len(again[0]["files"]) == 3
     assert again[0]["files"][0].endswith("0009.png")

@@ -21,6 +21,7 @@ def main():
     scene.fsgan.batch_size = 2
     scene.fsgan.preview_every = 2
     scene.fsgan.output_dir = os.path.join(args.work, "generated")
+    scene.frame_end = 16  # the scene ends with the source strip
 
     source = bl.add_image_strip("walk", args.frames, 16, channel=1, frame_start=1)
     source.colorspace_settings.name = "Non-Color"
@@ -50,10 +51,12 @@ def main():
         strips=[bl.describe(s) for s in bl.top_strips()],
         active=scene.sequence_editor.active_strip.name,
         torch_imported="torch" in sys.modules,
+        frame_end=scene.frame_end,
     )
 
     bpy.ops.ed.undo()
-    bl.result(stage="undo", strips=[s.name for s in bl.top_strips()])
+    scene = bpy.context.scene
+    bl.result(stage="undo", strips=[s.name for s in bl.top_strips()], frame_end=scene.frame_end)
 
     blend = os.path.join(args.work, "saved.blend")
     bpy.ops.wm.save_as_mainfile(filepath=blend)
@@ -62,9 +65,11 @@ def main():
     source = bl.top_strips()["walk"]
     reopened = bl.describe(source)
     scene.sequence_editor.active_strip = source
+    scene.fsgan.fit_scene_range = False  # the scene's range is left alone
     again = bl.call_op(bpy.ops.fsgan.extend_animation, count=3)
     bl.result(
         stage="reopen",
+        frame_end=scene.frame_end,
         source=reopened,
         op=again,
         strips=[bl.describe(s) for s in bl.top_strips()],
