@@ -235,7 +235,7 @@ def _refuse_damaged(strip, indices: list[int], load: bool = True) -> None:
     shown: set[int] = set()
     for i in indices:
         j = n - 1 - i if strip.use_reverse_frames else i
-        shown.update((j, int(j - math.fmod(j, strobe))))
+        shown.add(int(j - math.fmod(j, strobe)))
     for k in sorted(k for k in shown if 0 <= k < n):
         path = os.path.join(directory, strip.elements[k].filename)
         why = filecheck.damage(path, _loads if load else None)

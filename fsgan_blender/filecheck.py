@@ -1,9 +1,15 @@
 """Cheap integrity checks of frame files that Blender decodes for the worker.
 
-Blender renders an image file it cannot read (empty, truncated, not an image) as "missing
+Blender renders an image file it cannot read (empty, cut short, not an image) as "missing
 media", without an error, so a damaged frame in an OpenEXR or DPX sequence would silently train
-the model on a placeholder. These checks read a file's header (and, for OpenEXR, its chunk
-table) only: no pixel data, a few hundred bytes per file, remembered per file version.
+the model on a placeholder (and some Blender versions hang or crash on a cut-short OpenEXR).
+
+A file's header is read, not its pixels. What the header proves broken is refused outright: an
+empty file; an OpenEXR file whose chunk table points past its end (loading one crashed Blender
+5.0.1, so it is never loaded to confirm). What only looks wrong (a DPX size field larger than
+the file, no end marker, a name whose format the content does not match, since Blender goes by
+the content) is confirmed by a load, and so are formats whose end the header does not tell
+(Radiance HDR, JPEG 2000 .jp2, anything not listed). Results are remembered per file version.
 """
 
 from __future__ import annotations
@@ -16,31 +22,41 @@ from collections.abc import Callable
 # Scanlines per chunk for each OpenEXR compression (the header's "compression" byte).
 _EXR_LINES = {0: 1, 1: 1, 2: 1, 3: 16, 4: 32, 5: 16, 6: 32, 7: 32, 8: 32, 9: 256}
 _EXR_TILED, _EXR_DEEP, _EXR_MULTIPART = 0x200, 0x800, 0x1000
+_EXR_MAGIC = b"\x76\x2f\x31\x01"
+_J2K = (b"\x00\x00\x00\x0cjP  \r\n\x87\n", b"\xff\x4f\xff\x51")  # JP2 box, raw codestream
 
-# The first bytes of each format, by file extension. Extensions not listed are not checked.
+# The first bytes of each format, by file extension.
 _MAGIC = {
-    ".exr": (b"\x76\x2f\x31\x01",),
+    ".exr": (_EXR_MAGIC,),
     ".dpx": (b"SDPX", b"XPDS"),
     ".cin": (b"\x80\x2a\x5f\xd7", b"\xd7\x5f\x2a\x80"),
     ".hdr": (b"#?",),
     ".pic": (b"#?",),
-    ".jp2": (b"\x00\x00\x00\x0cjP  \r\n\x87\n",),
-    ".j2c": (b"\xff\x4f\xff\x51",),
-    ".j2k": (b"\xff\x4f\xff\x51",),
+    ".jp2": _J2K,
+    ".j2c": _J2K,
+    ".j2k": _J2K,
+    ".png": (b"\x89PNG\r\n\x1a\n",),
+    ".jpg": (b"\xff\xd8",),
+    ".jpeg": (b"\xff\xd8",),
 }
 
-# Formats whose header tells where the data ends, so a file cut short is found without loading.
-_WHOLE_FROM_HEADER = {".exr", ".dpx", ".cin", ".j2c", ".j2k"}
+# Formats whose header shows a whole file as whole: no load unless something looks wrong.
+# (PNG and JPEG strips are mostly read by the worker; when Blender decodes them, a full load
+# of each would double the work, so they get the cheap end-of-file checks only.)
+_WHOLE_FROM_HEADER = {".exr", ".dpx", ".cin", ".j2c", ".j2k", ".png", ".jpg", ".jpeg"}
+# Formats the worker reads itself: never loaded here.
+_NOT_LOADED = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".tga"}
 
+_HEADER_MAX = 16 << 20  # an OpenEXR header larger than this is not parsed (not refused)
 _memo: dict[tuple[str, bool], tuple[tuple[int, int], str | None]] = {}
 _MEMO_MAX = 100_000
 
 
 def damage(path: str, loads: Callable[[str], bool] | None = None) -> str | None:
-    """Why Blender will not be able to read ``path`` ("is empty", "is cut short", "is not a
-    valid DPX file"), or None when it looks whole. A format whose end can't be found from its
-    header (Radiance HDR, JPEG 2000 .jp2, formats not listed here) is checked with
-    ``loads(path)`` when given: a full load, done once per file version."""
+    """Why Blender will not be able to read ``path`` ("is empty (0 bytes)", "is cut short",
+    "cannot be read by Blender"), or None when it looks whole. ``loads(path)``: a full load by
+    Blender, used to confirm what only looks wrong and for formats the header can't vouch
+    for; without it those pass (header checks only)."""
     try:
         st = os.stat(path)
     except OSError:
@@ -50,49 +66,96 @@ def damage(path: str, loads: Callable[[str], bool] | None = None) -> str | None:
     hit = _memo.get(key)
     if hit is not None and hit[0] == version:
         return hit[1]
-    result = _check(path, st.st_size)
-    ext = os.path.splitext(path)[1].lower()
-    if result is None and loads is not None and ext not in _WHOLE_FROM_HEADER and not loads(path):
-        result = "cannot be read by Blender"
+    result = _judge(path, st.st_size, loads)
     if len(_memo) >= _MEMO_MAX:
         _memo.clear()
     _memo[key] = (version, result)
     return result
 
 
-def _check(path: str, size: int) -> str | None:
+def _judge(path: str, size: int, loads: Callable[[str], bool] | None) -> str | None:
+    ext = os.path.splitext(path)[1].lower()
     if size == 0:
         return "is empty (0 bytes)"
-    ext = os.path.splitext(path)[1].lower()
+    try:
+        definite, suspect = _check(path, ext, size)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if definite:
+        return definite
+    if loads is None or (ext in _NOT_LOADED and not suspect):
+        return None
+    if suspect or ext not in _WHOLE_FROM_HEADER:
+        if not loads(path):
+            return suspect or "cannot be read by Blender"
+    return None
+
+
+def _check(path: str, ext: str, size: int) -> tuple[str | None, str | None]:
+    """(a reason the file is certainly broken, a reason it may be): header reads only."""
     magics = _MAGIC.get(ext)
     if magics is None:
-        return None
-    try:
-        with open(path, "rb") as f:
-            head = f.read(32)
-            if not any(head.startswith(m) for m in magics):
-                return f"is not a valid {ext[1:].upper()} file"
+        return None, None
+    with open(path, "rb") as f:
+        head = f.read(32)
+        if not any(head.startswith(m) for m in magics):
+            # Blender reads by content: a .exr that is really a PNG still loads.
+            return None, f"is not a valid {ext[1:].upper()} file"
+        try:
             if ext == ".exr":
-                return _exr_problem(f, size)
-            if ext in (".j2c", ".j2k"):
-                # A JPEG 2000 codestream ends with its EOC marker. (In a .jp2 file other boxes
-                # may follow the codestream: that format is checked by loading.)
-                f.seek(size - 2)
-                if f.read(2) != b"\xff\xd9":
-                    return "is cut short"
+                return _exr_problem(f, size), None
+            if head.startswith(_J2K[1]) or ext in (".png", ".jpg", ".jpeg"):
+                # A codestream ends with its EOC marker, a JPEG with EOI, a PNG with IEND
+                # (padding after it is allowed).
+                marker = b"IEND\xae\x42\x60\x82" if ext == ".png" else b"\xff\xd9"
+                f.seek(max(0, size - 256))
+                if marker not in f.read(256):
+                    return None, "is cut short"
             if ext in (".dpx", ".cin"):
-                # Both headers hold the total file size: DPX at byte 16, Cineon at byte 20.
+                # Both headers hold the total file size: DPX at byte 16, Cineon at byte 20
+                # (0xFFFFFFFF: undefined). The data offset is at byte 4 in both.
                 order = ">" if head[:1] in (b"S", b"\x80") else "<"
+                (offset,) = struct.unpack(order + "I", head[4:8])
                 (declared,) = struct.unpack(
                     order + "I", head[16:20] if ext == ".dpx" else head[20:24]
                 )
-                if 0 < declared and size < declared:
-                    return f"is cut short ({size} of {declared} bytes)"
-    except OSError as exc:
-        return f"cannot be read ({exc.strerror or exc})"
-    except (struct.error, ValueError, IndexError):
-        return "has a damaged header"
-    return None
+                if size < offset:
+                    return f"is cut short ({size} bytes, its pixels start at byte {offset})", None
+                if 0 < declared < 0xFFFFFFFF and size < declared:
+                    return None, f"is cut short ({size} of {declared} bytes)"
+        except (struct.error, ValueError, IndexError):
+            return None, "has a damaged header"
+    return None, None
+
+
+def _exr_header(f, size: int) -> tuple[int, dict[bytes, bytes]] | str | None:
+    """(where the header ends, its attributes) of an OpenEXR file, read in growing pieces; a
+    reason when it is cut short or broken; None when it is too large to look at."""
+    data = b""
+    while True:
+        pos, attrs = 0, {}
+        try:
+            while data[pos] != 0:
+                name_end = data.index(b"\0", pos)
+                type_end = data.index(b"\0", name_end + 1)
+                (length,) = struct.unpack("<i", data[type_end + 1 : type_end + 5])
+                if length < 0:
+                    return "has a damaged header"
+                if type_end + 5 + length > len(data):
+                    raise IndexError  # the value is not read yet
+                attrs[data[pos:name_end]] = data[type_end + 5 : type_end + 5 + length]
+                pos = type_end + 5 + length
+            return 8 + pos + 1, attrs
+        except (IndexError, ValueError, struct.error):
+            pass  # more to read
+        if 8 + len(data) >= size:
+            return "is cut short"
+        if len(data) >= _HEADER_MAX:
+            return None
+        more = f.read(max(4096, len(data)))
+        if not more:
+            return "is cut short"
+        data += more
 
 
 def _exr_problem(f, size: int) -> str | None:
@@ -100,33 +163,21 @@ def _exr_problem(f, size: int) -> str | None:
     inside the file. Tiled, deep and multi-part files are checked for their header only."""
     f.seek(4)
     (flags,) = struct.unpack("<I", f.read(4))
-    header = f.read(65536)
-    pos, window, compression = 0, None, None
-    while True:
-        if pos >= len(header):
-            return "has a damaged header"
-        if header[pos] == 0:
-            break
-        name_end = header.index(b"\0", pos)
-        type_end = header.index(b"\0", name_end + 1)
-        (length,) = struct.unpack("<i", header[type_end + 1 : type_end + 5])
-        if length < 0 or type_end + 5 + length > len(header):
-            return "has a damaged header"
-        value = header[type_end + 5 : type_end + 5 + length]
-        name = header[pos:name_end]
-        if name == b"dataWindow" and length == 16:
-            window = struct.unpack("<4i", value)
-        elif name == b"compression" and length == 1:
-            compression = value[0]
-        pos = type_end + 5 + length
+    header = _exr_header(f, size)
+    if not isinstance(header, tuple):
+        return header
+    table_at, attrs = header
     if flags & (_EXR_TILED | _EXR_DEEP | _EXR_MULTIPART):
         return None
-    if window is None or compression not in _EXR_LINES:
-        return None if window is not None else "has a damaged header"
-    height = window[3] - window[1] + 1
-    chunks = math.ceil(height / _EXR_LINES[compression])
-    table_at = 8 + pos + 1
-    if height <= 0 or table_at + 8 * chunks > size:
+    window, compression = attrs.get(b"dataWindow"), attrs.get(b"compression")
+    if window is None or len(window) != 16 or compression is None or len(compression) != 1:
+        return None  # not what we know how to read: Blender decides
+    lines = _EXR_LINES.get(compression[0])
+    _, y0, _, y1 = struct.unpack("<4i", window)
+    if lines is None or y1 < y0:
+        return None
+    chunks = math.ceil((y1 - y0 + 1) / lines)
+    if table_at + 8 * chunks > size:
         return "is cut short"
     f.seek(table_at)
     offsets = struct.unpack(f"<{chunks}Q", f.read(8 * chunks))

@@ -94,6 +94,8 @@ def test_movie_and_exr_strips_decode_train_extend(python, blender, built_zip, fr
     assert d["error"] and "shot_0003.exr" in d["error"] and message in d["error"], d
     assert "shot_0003.exr" in d["train"]["error"] and message in d["train"]["error"], d
     assert "shot_0003.exr" in d["task_error"] and message in d["task_error"], d
+    assert d["strobed"] == [1, 1, 3, 3, 5, 5, 7, 7]  # the damaged shot_0004 never shows ...
+    assert "shot_0004.exr" in d["unstrobed_error"]  # ... until the strobe is off
     assert d["reversed_ok"] == [8, 7, 6]  # trimmed and reversed, the damaged file is not shown
 
     c = run.stage("cache")

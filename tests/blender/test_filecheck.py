@@ -23,11 +23,19 @@ def test_damaged_frame_files_are_found(python, blender, built_zip, frames16, tmp
             assert why in ("is cut short", "cannot be read by Blender") or why.startswith(
                 "is cut short ("
             ), (name, cut, cases)
-    # OpenEXR, DPX, Cineon: found from the header alone, without loading.
-    for name in ("exr_none", "exr_zip", "exr_zips", "exr_piz", "exr_dwaa", "dpx", "cineon"):
-        assert f["header_only"][name].startswith("is cut short"), (name, f["header_only"])
-    assert f["header_only"]["hdr"] is None and f["header_only"]["jp2"] is None  # need a load
+    # OpenEXR: found from the header and chunk table alone (never loaded: a cut-short EXR
+    # crashed Blender 5.0.1). The others only look doubtful from the header: a load decides.
+    for name in ("exr_none", "exr_zip", "exr_zips", "exr_piz", "exr_dwaa"):
+        assert f["header_only"][name] == "is cut short", (name, f["header_only"])
+    for name in ("dpx", "cineon", "hdr", "jp2", "j2c"):
+        assert f["header_only"][name] is None, (name, f["header_only"])
     assert f["empty"] == "is empty (0 bytes)"
-    assert f["renamed"] == "is not a valid DPX file"
+    assert f["not_dpx"] == "is not a valid DPX file"
+    assert f["png_half_loads"] is False and f["png_half"] == "is cut short"
+    # Valid files that look odd from their header (a 70 KB OpenEXR header, an undefined or too
+    # large DPX size field, padding after a codestream, a format its name does not say): Blender
+    # loads them, and none is refused.
+    for name, (why, loads) in f["valid"].items():
+        assert loads is True and why is None, (name, why, loads)
     assert f["missing"] == "is missing"
-    assert f["png"] is None  # the worker reads PNG itself: not checked here
+    assert f["png"] is None

@@ -55,6 +55,7 @@ def test_strip_frames_and_paths(python, blender, built_zip, frames16, tmp_path):
     assert look["first_point"] == pytest.approx([0.0, 0.1])
     assert look["gain"] == pytest.approx([0.8, 1.2, 1.0]) and look["multiply"] == pytest.approx(1.3)
     assert look["mask"] == ["STRIP", "under"]
+    assert look["sequencer_scene_kept"] is True
     # ... so the same frames look the same on the timeline, where a plain strip does not.
     assert max(look["new_vs_source"]) < 0.01, look
     assert min(look["plain_vs_source"]) > 5.0, look

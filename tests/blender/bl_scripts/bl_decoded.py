@@ -317,6 +317,23 @@ def main():
         bpy.ops.fsgan.train_on_strip, steps=1, width=32, height=18, model_width=0.125,
         device="cpu",
     )  # fmt: skip
+    # Strobe 2 shows contents 0, 0, 2, 2, 4, ...: a damaged odd one (shot_0004) never shows.
+    odd_dir = os.path.join(args.work, "exr_odd")
+    shutil.copytree(exr_dir, odd_dir)
+    with open(os.path.join(odd_dir, "shot_0004.exr"), "r+b") as f:
+        f.truncate(100)
+    strobed = bl.top_strips().new_image("strobed", os.path.join(odd_dir, "shot_0001.exr"), 7, 300)
+    for i in range(2, 9):
+        strobed.elements.append(f"shot_{i:04d}.exr")
+    strobed.strobe = 2.0
+    strobed_frames = D.decoded_frame_paths(strobed, list(range(8)))
+    strobed.strobe = 1.0
+    try:
+        D.decoded_frame_paths(strobed, list(range(8)))
+        unstrobed_error = None
+    except ValueError as exc:
+        unstrobed_error = str(exc)
+    bl.top_strips().remove(strobed)
     try:  # the UI's chunked decode says so before its first chunk
         D.DecodeTask(scene.name, "broken", (24, 24))
         task_error = None
@@ -325,6 +342,8 @@ def main():
     bl.result(
         stage="damaged",
         task_error=task_error,
+        strobed=[m["source"] for m in match(strobed_frames, args.frames)],
+        unstrobed_error=unstrobed_error,
         faded_black=[not pixels(p).any() for p in faded_frames],
         error=broken_error,
         reversed_ok=[m["source"] for m in match(broken_short, args.frames)],

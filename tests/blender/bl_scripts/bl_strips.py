@@ -61,7 +61,10 @@ def look_stage(S, args):
     hue.curve_mapping.curves[1].points.new(0.5, 0.8)
     hue.curve_mapping.update()
     names = [f"frame_{i:04d}.png" for i in range(1, 5)]
+    workspace = bpy.context.workspace
+    before = getattr(workspace, "sequencer_scene", None)  # 5.0: the copy borrows it
     new = S.insert_image_strip(scene, src, args.frames, names, 20)
+    kept = getattr(workspace, "sequencer_scene", None) == before
     plain = collection.new_image("plain", os.path.join(args.frames, "frame_0001.png"), 4, 30)
     for name in names[1:]:
         plain.elements.append(name)
@@ -80,6 +83,7 @@ def look_stage(S, args):
         source=bl.describe(src),
         new=bl.describe(new),
         new_vs_source=diffs,
+        sequencer_scene_kept=kept,
         plain_vs_source=plain_diffs,
         curve_points=[
             list(map(float, p.location)) for p in copied["Curves"].curve_mapping.curves[3].points
