@@ -24,7 +24,7 @@ import time
 import bpy
 from bpy.props import EnumProperty, FloatProperty, IntProperty, StringProperty
 
-from . import decode, paths, preferences, strips, worker_client
+from . import checkpoints, decode, paths, preferences, strips, worker_client
 from .properties import DEVICE_ITEMS, PRESET_ITEMS, START_ITEMS
 
 LOG_PREFIX = "FrameSequenceGAN:"
@@ -827,7 +827,13 @@ class FSGAN_OT_set_checkpoint(bpy.types.Operator):
         if not path.lower().endswith(".safetensors"):
             self.report({"ERROR"}, "A checkpoint must be a .safetensors file.")
             return {"CANCELLED"}
-        strips.set_checkpoint(strips.active_strip(context), path)
+        about, problem = checkpoints.summary(path)
+        if problem:  # the strip keeps the model it had
+            self.report({"ERROR"}, problem)
+            return {"CANCELLED"}
+        strip = strips.active_strip(context)
+        strips.set_checkpoint(strip, path)
+        self.report({"INFO"}, f"'{strip.name}' now uses {os.path.basename(path)} ({about}).")
         return {"FINISHED"}
 
 

@@ -12,7 +12,7 @@ import textwrap
 import bpy
 import bpy.utils.previews
 
-from . import decode, operators, preferences, strips, worker_client
+from . import checkpoints, decode, operators, preferences, strips, worker_client
 
 _previews = None  # a bpy.utils.previews collection holding the latest sample image
 
@@ -183,13 +183,15 @@ class FSGAN_PT_training(_SidebarPanel, bpy.types.Panel):
         checkpoint = strips.checkpoint_of(strip) if strip is not None else ""
         box = layout.box()
         if checkpoint:
-            exists = os.path.isfile(checkpoint)
+            about, problem = checkpoints.summary(checkpoint)  # header only, remembered
             box.label(
                 text=f"Model: {os.path.basename(checkpoint)}",
-                icon="CHECKMARK" if exists else "ERROR",
+                icon="ERROR" if problem else "CHECKMARK",
             )
-            if not exists:
-                _wrapped(box, f"The file {checkpoint} is missing.")
+            if problem:
+                _wrapped(box, problem)
+            else:
+                box.label(text=about)
         else:
             box.label(text="Model: none yet", icon="INFO")
         box.operator("fsgan.set_checkpoint", text="Use Checkpoint File...", icon="FILEBROWSER")

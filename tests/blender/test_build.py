@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import os
 import sys
 import tomllib
 import zipfile
@@ -109,3 +110,51 @@ def test_addon_decodes_what_the_worker_cannot_read():
         if isinstance(node, ast.Assign) and node.targets[0].id == "WORKER_IMAGE_EXTS"
     )
     assert tuple(exts) == tuple(IMAGE_EXTS)
+
+
+def test_addon_checkpoint_summary_matches_core(tmp_path):
+    """The panel's reading of a checkpoint header (no torch in Blender) agrees with core's."""
+    from dataclasses import asdict
+
+    import torch
+
+    from core import checkpoint
+    from core.models import ModelConfig
+
+    spec = importlib.util.spec_from_file_location(
+        "fsgan_checkpoints", ROOT / "fsgan_blender" / "checkpoints.py"
+    )
+    cp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cp)
+    assert (cp.FORMAT, cp.FORMAT_VERSION) == (checkpoint.FORMAT, checkpoint.FORMAT_VERSION)
+
+    path = str(tmp_path / "walk.safetensors")
+    config = asdict(ModelConfig(preset="paper", width=256, height=144, channels=4))
+    weights = {"g": {"w": torch.zeros(2)}}
+    checkpoint.save_checkpoint(path, checkpoint.Checkpoint(config, {}, 12345, weights))
+    assert checkpoint.read_metadata(path)["step"] == 12345
+    assert cp.summary(path) == ("paper preset, 256 x 144, RGBA, 12,345 steps", None)
+
+    # Each file the panel can't use says why in one sentence, and never raises.
+    other = tmp_path / "other.safetensors"
+    from safetensors.torch import save_file
+
+    save_file({"x": torch.zeros(1)}, str(other))
+    pickle = tmp_path / "old.pt"
+    torch.save({"x": 1}, str(pickle))
+    empty = tmp_path / "empty.safetensors"
+    empty.write_bytes(b"")
+    assert cp.summary(str(other))[1] == (
+        "other.safetensors is a safetensors file but not a FrameSequenceGAN checkpoint."
+    )
+    assert cp.summary(str(pickle))[1] == (
+        "old.pt is not a FrameSequenceGAN checkpoint (not a safetensors file)."
+    )
+    assert "not a safetensors file" in cp.summary(str(empty))[1]
+    assert cp.summary(str(tmp_path / "gone.safetensors"))[1].endswith(
+        "gone.safetensors is missing."
+    )
+    # A newer checkpoint (the file changed): read again, not the remembered answer.
+    checkpoint.save_checkpoint(path, checkpoint.Checkpoint(config, {}, 20000, weights))
+    os.utime(path, ns=(1, 2))
+    assert cp.summary(path)[0].endswith("20,000 steps")

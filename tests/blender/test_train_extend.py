@@ -38,7 +38,20 @@ def test_install_train_extend_undo_reopen(python, blender, built_zip, frames16, 
     assert os.path.join("extensions", ".user", "user_default", "fsgan_blender", "models") in (
         checkpoint
     )
-    assert "FrameSequenceGAN: train step" in run.output  # background mode prints progress
+    # The panel says what the model is, from the checkpoint's header.
+    assert "default preset, 64 x 36, 4 steps" in train["labels"], train["labels"]
+    assert "FrameSequenceGAN: train step" in run.output
+
+    use = run.stage("use_checkpoint")
+    expected = (
+        "other.safetensors is a safetensors file but not a FrameSequenceGAN checkpoint.",
+        "notes.safetensors is not a FrameSequenceGAN checkpoint (not a safetensors file).",
+    )
+    for refused, message in zip(use["refused"], expected, strict=True):
+        assert refused["ret"] == ["CANCELLED"] and message in refused["error"], use
+    assert use["kept"] is True and use["again"] == {"ret": ["FINISHED"], "error": None}, (
+        use
+    )  # background mode prints progress
 
     # Extend: 8 new PNGs at the source's size, in a new strip right after the source, on a
     # channel where it overlaps nothing (channels 1 and 2 are blocked by colour strips).

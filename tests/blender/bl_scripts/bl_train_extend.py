@@ -41,7 +41,23 @@ def main():
         device="cpu",
     )
     source = bl.top_strips()["walk"]
-    bl.result(stage="train", op=train, source=bl.describe(source))
+    panel = bl.draw_panel(bpy.types.FSGAN_PT_training)
+    labels = [e.get("text", "") for e in panel if e["call"] == "label"]
+    bl.result(stage="train", op=train, source=bl.describe(source), labels=labels)
+
+    # Use Checkpoint File...: a file that is no checkpoint is refused; the strip keeps its model.
+    trained = source["fsgan_checkpoint"]
+    other = os.path.join(args.work, "other.safetensors")
+    header = b'{"__metadata__": {"format": "someone-else"}}'
+    with open(other, "wb") as f:
+        f.write(len(header).to_bytes(8, "little") + header)
+    text = os.path.join(args.work, "notes.safetensors")
+    with open(text, "w") as f:
+        f.write("not a checkpoint")
+    refused = [bl.call_op(bpy.ops.fsgan.set_checkpoint, filepath=p) for p in (other, text)]
+    kept = source["fsgan_checkpoint"] == trained
+    again = bl.call_op(bpy.ops.fsgan.set_checkpoint, filepath=bpy.path.abspath(trained))
+    bl.result(stage="use_checkpoint", refused=refused, kept=kept, again=again)
 
     bpy.ops.ed.undo_push(message="before extend")
     extend = bl.call_op(bpy.ops.fsgan.extend_animation, "EXEC_DEFAULT", True, count=8)
