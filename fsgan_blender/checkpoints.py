@@ -12,28 +12,21 @@ from __future__ import annotations
 import json
 import os
 
+from .filememo import FileMemo
+
 FORMAT = "fsgan-checkpoint"  # core.checkpoint.FORMAT
 FORMAT_VERSION = 1  # core.checkpoint.FORMAT_VERSION
 
 _HEADER_MAX = 100_000_000
-_memo: dict[str, tuple[tuple[int, int], tuple[str | None, str | None]]] = {}
+_memo = FileMemo(limit=64)
 
 
 def summary(path: str) -> tuple[str | None, str | None]:
     """(one line about the model, None), or (None, why the file is no usable checkpoint)."""
     try:
-        st = os.stat(path)
+        return _memo.get(path, path, lambda _st: _summary(path))
     except OSError:
         return None, f"The file {path} is missing."
-    version = (st.st_size, st.st_mtime_ns)
-    hit = _memo.get(path)
-    if hit is not None and hit[0] == version:
-        return hit[1]
-    result = _summary(path)
-    if len(_memo) > 64:
-        _memo.clear()
-    _memo[path] = (version, result)
-    return result
 
 
 def _summary(path: str) -> tuple[str | None, str | None]:

@@ -19,6 +19,8 @@ import os
 import struct
 from collections.abc import Callable
 
+from .filememo import FileMemo
+
 # Scanlines per chunk for each OpenEXR compression (the header's "compression" byte).
 _EXR_LINES = {0: 1, 1: 1, 2: 1, 3: 16, 4: 32, 5: 16, 6: 32, 7: 32, 8: 32, 9: 256}
 _EXR_TILED, _EXR_DEEP, _EXR_MULTIPART = 0x200, 0x800, 0x1000
@@ -48,8 +50,7 @@ _WHOLE_FROM_HEADER = {".exr", ".dpx", ".cin", ".j2c", ".j2k", ".png", ".jpg", ".
 _NOT_LOADED = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".tga"}
 
 _HEADER_MAX = 16 << 20  # an OpenEXR header larger than this is not parsed (not refused)
-_memo: dict[tuple[str, bool], tuple[tuple[int, int], str | None]] = {}
-_MEMO_MAX = 100_000
+_memo = FileMemo(limit=100_000)
 
 
 def damage(path: str, loads: Callable[[str], bool] | None = None) -> str | None:
@@ -58,19 +59,11 @@ def damage(path: str, loads: Callable[[str], bool] | None = None) -> str | None:
     Blender, used to confirm what only looks wrong and for formats the header can't vouch
     for; without it those pass (header checks only)."""
     try:
-        st = os.stat(path)
+        return _memo.get(
+            (path, loads is not None), path, lambda st: _judge(path, st.st_size, loads)
+        )
     except OSError:
         return "is missing"
-    version = (st.st_size, st.st_mtime_ns)
-    key = (path, loads is not None)
-    hit = _memo.get(key)
-    if hit is not None and hit[0] == version:
-        return hit[1]
-    result = _judge(path, st.st_size, loads)
-    if len(_memo) >= _MEMO_MAX:
-        _memo.clear()
-    _memo[key] = (version, result)
-    return result
 
 
 def _judge(path: str, size: int, loads: Callable[[str], bool] | None) -> str | None:

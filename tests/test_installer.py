@@ -4,10 +4,8 @@ real Blender in tests/blender/test_install.py."""
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
-import types
 
 import pytest
 
@@ -15,16 +13,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
-def installer():
-    # The add-on's __init__ imports bpy; its installer does not: load it in a bare package.
-    pkg = types.ModuleType("fsgan_src")
-    pkg.__path__ = [os.path.join(ROOT, "fsgan_blender")]
-    sys.modules["fsgan_src"] = pkg
-    try:
-        yield importlib.import_module("fsgan_src.installer")
-    finally:
-        for name in [n for n in sys.modules if n == "fsgan_src" or n.startswith("fsgan_src.")]:
-            del sys.modules[name]
+def installer(addon_module):
+    return addon_module("installer")
 
 
 def test_automatic_variant_follows_the_driver(installer, monkeypatch):

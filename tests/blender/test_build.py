@@ -112,7 +112,7 @@ def test_addon_decodes_what_the_worker_cannot_read():
     assert tuple(exts) == tuple(IMAGE_EXTS)
 
 
-def test_addon_checkpoint_summary_matches_core(tmp_path):
+def test_addon_checkpoint_summary_matches_core(tmp_path, addon_module):
     """The panel's reading of a checkpoint header (no torch in Blender) agrees with core's."""
     from dataclasses import asdict
 
@@ -121,11 +121,7 @@ def test_addon_checkpoint_summary_matches_core(tmp_path):
     from core import checkpoint
     from core.models import ModelConfig
 
-    spec = importlib.util.spec_from_file_location(
-        "fsgan_checkpoints", ROOT / "fsgan_blender" / "checkpoints.py"
-    )
-    cp = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cp)
+    cp = addon_module("checkpoints")
     assert (cp.FORMAT, cp.FORMAT_VERSION) == (checkpoint.FORMAT, checkpoint.FORMAT_VERSION)
 
     path = str(tmp_path / "walk.safetensors")
