@@ -394,7 +394,13 @@ class FSGAN_OT_train_on_strip(_JobOperator, bpy.types.Operator):
                 wm.progress_end()
         existing = strips.checkpoint_of(strip)
         resume = bool(s.resume and existing and os.path.isfile(existing))
-        checkpoint = existing if resume else paths.new_checkpoint_path(s, strip.name)
+        checkpoint = paths.new_checkpoint_path(s, strip.name)
+        # Continue Training works on a copy: the model it starts from may be another strip's
+        # too (Extend's strip shares its source's) or one picked with Use Checkpoint File, and
+        # stays as it was. The strip moves to the copy when the run ends.
+        self._resumed_from = existing if resume else ""
+        if resume:
+            paths.copy_file(existing, checkpoint)
         train = {
             "preset": self._value(s, "preset"),
             "steps": self._value(s, "steps"),
@@ -559,7 +565,7 @@ class FSGAN_OT_train_on_strip(_JobOperator, bpy.types.Operator):
         message = super()._failure_text(job)
         if message is not None and job.state.error is None:
             # Killed or crashed: checkpoints are written atomically, so the last one is whole.
-            for path in (job.state.checkpoint, job.job["checkpoint"] if job.job["resume"] else ""):
+            for path in (job.state.checkpoint, getattr(self, "_resumed_from", "")):
                 if path and os.path.isfile(path):
                     return f"{message} The last saved checkpoint {path} is intact."
         return message
@@ -574,6 +580,17 @@ class FSGAN_OT_train_on_strip(_JobOperator, bpy.types.Operator):
                     os.remove(tmp)
                 except OSError:
                     pass
+        saved = job.state.checkpoint
+        if saved and os.path.isfile(saved):
+            # Steps this run saved before it failed are kept: the strip uses them.
+            strip = strips.find_strip(bpy.data.scenes.get(self._scene_name), self._strip_name)
+            if strip is not None:
+                strips.set_checkpoint(strip, saved)
+        elif job.job["resume"]:  # the copy it started from holds nothing new
+            try:
+                os.remove(checkpoint)
+            except OSError:
+                pass
 
     def _finish(self, context, job):
         done = job.state.done or {}

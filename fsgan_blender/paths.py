@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import time
 
 import bpy
@@ -91,6 +92,23 @@ def new_checkpoint_path(settings, strip_name: str) -> str:
     return path
 
 
+def copy_file(source: str, dest: str) -> None:
+    """Copy ``source`` to ``dest`` whole or not at all (a temp file, then ``os.replace``);
+    ValueError with a sentence when it fails (a full disk, no permission)."""
+    tmp = os.path.join(os.path.dirname(dest), f".tmp-{os.getpid()}-{os.path.basename(dest)}")
+    try:
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, dest)
+    except OSError as exc:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise ValueError(
+            f"The checkpoint {source} could not be copied to {dest} ({exc.strerror or exc})."
+        ) from None
+
+
 def next_free_number(folder: str, prefix: str) -> int:
     """1 + the highest ``<prefix><number>.png`` in ``folder``: new runs never overwrite."""
     highest = 0
@@ -121,8 +139,6 @@ def job_dir(kind: str) -> str:
 
 def prune_jobs(base: str, keep: int) -> None:
     """Delete all but the newest ``keep`` job folders (their logs help debugging)."""
-    import shutil
-
     try:
         entries = [os.path.join(base, e) for e in os.listdir(base)]
     except OSError:

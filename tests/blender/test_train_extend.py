@@ -95,3 +95,11 @@ def test_install_train_extend_undo_reopen(python, blender, built_zip, frames16, 
     assert len(again) == 1 and len(again[0]["files"]) == 3
     assert again[0]["files"][0].endswith("0009.png")
     assert reopen["torch_imported"] is False
+
+    r = run.stage("resume_shared")
+    assert r["op"] == {"ret": ["FINISHED"], "error": None}, r
+    assert r["source_model_unchanged"] is True and r["source"]["checkpoint"] == checkpoint
+    resumed = r["generated"]["checkpoint"]
+    assert resumed != checkpoint and os.path.isfile(resumed)
+    assert os.path.dirname(resumed) == os.path.dirname(checkpoint)
+    assert "default preset, 64 x 36, 6 steps" in r["labels"], r["labels"]  # 4 + 2 more

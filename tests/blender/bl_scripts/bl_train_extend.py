@@ -92,5 +92,29 @@ def main():
         torch_imported="torch" in sys.modules,
     )
 
+    # Continue Training on the generated strip, which shares its source's model: it trains a
+    # copy, and the source's model stays as it was.
+    model = bpy.path.abspath(source["fsgan_checkpoint"])
+    before = open(model, "rb").read()
+    generated = scene.sequence_editor.active_strip
+    scene.fsgan.resume = True
+    resumed = bl.call_op(  # steps: the total to reach (the model has 4)
+        bpy.ops.fsgan.train_on_strip, steps=6, width=64, height=36, model_width=0.125,
+        device="cpu",
+    )  # fmt: skip
+    scene.fsgan.resume = False
+    bl.result(
+        stage="resume_shared",
+        op=resumed,
+        source_model_unchanged=open(model, "rb").read() == before,
+        source=bl.describe(source),
+        generated=bl.describe(generated),
+        labels=[
+            e.get("text", "")
+            for e in bl.draw_panel(bpy.types.FSGAN_PT_training)
+            if e["call"] == "label"
+        ],
+    )
+
 
 bl.run(main)
