@@ -870,9 +870,38 @@ def _on_load_pre(*_args):
     worker_client.stop_all()
 
 
+_remapped: list[tuple[str, str, str]] = []
+
+
+@bpy.app.handlers.persistent
+def _on_save_pre(filepath=None, *_args):
+    # Save As elsewhere: relative checkpoint paths must follow (bpy.data.filepath is still the
+    # old file's here; 4.2+ pass the new one).
+    global _remapped
+    _remapped = strips.remap_checkpoints(bpy.data.filepath, filepath or "")
+
+
+@bpy.app.handlers.persistent
+def _on_save_post(filepath=None, *_args):
+    global _remapped
+    if (
+        _remapped
+        and filepath
+        and os.path.normcase(os.path.abspath(filepath))
+        != os.path.normcase(os.path.abspath(bpy.data.filepath))
+    ):  # Save Copy: the file written is elsewhere, this one stays where it was
+        strips.restore_checkpoints(_remapped)
+    _remapped = []
+
+
+_HANDLERS = (("load_pre", _on_load_pre), ("save_pre", _on_save_pre), ("save_post", _on_save_post))
+
+
 def register_handlers() -> None:
-    if _on_load_pre not in bpy.app.handlers.load_pre:
-        bpy.app.handlers.load_pre.append(_on_load_pre)
+    for name, handler in _HANDLERS:
+        handlers = getattr(bpy.app.handlers, name)
+        if handler not in handlers:
+            handlers.append(handler)
     atexit.register(worker_client.stop_all)
 
 
@@ -892,8 +921,10 @@ def _drop_decode(remove_timer: bool) -> None:
 
 
 def unregister_handlers() -> None:
-    if _on_load_pre in bpy.app.handlers.load_pre:
-        bpy.app.handlers.load_pre.remove(_on_load_pre)
+    for name, handler in _HANDLERS:
+        handlers = getattr(bpy.app.handlers, name)
+        if handler in handlers:
+            handlers.remove(handler)
     atexit.unregister(worker_client.stop_all)
     _drop_decode(remove_timer=True)  # unregister frees a modal handler without cancel()
     worker_client.stop_all()

@@ -392,6 +392,43 @@ def set_checkpoint(strip, path: str) -> None:
     strip[paths.CHECKPOINT_KEY] = path
 
 
+def remap_checkpoints(old_blend: str, new_blend: str) -> list[tuple[str, str, str]]:
+    """Save As to another folder: every strip's relative (//) checkpoint path is made relative
+    to the new .blend's folder, as Blender does for its own paths (a custom property is not
+    remapped by Blender). Returns (scene, strip, old value) for each change, to undo it."""
+    if not old_blend or not new_blend:
+        return []
+    old_dir = os.path.dirname(os.path.abspath(old_blend))
+    new_dir = os.path.dirname(os.path.abspath(new_blend))
+    if os.path.normcase(old_dir) == os.path.normcase(new_dir):
+        return []
+    changed = []
+    for scene in bpy.data.scenes:
+        if scene.library is not None or scene.sequence_editor is None:
+            continue
+        for strip in all_strips(scene.sequence_editor):
+            value = strip.get(paths.CHECKPOINT_KEY)
+            if not isinstance(value, str) or not value.startswith("//"):
+                continue
+            target = os.path.normpath(os.path.join(old_dir, value[2:]))
+            try:
+                new_value = "//" + os.path.relpath(target, new_dir).replace(os.sep, "/")
+            except ValueError:  # another drive on Windows: absolute
+                new_value = target
+            strip[paths.CHECKPOINT_KEY] = new_value
+            changed.append((scene.name, strip.name, value))
+    return changed
+
+
+def restore_checkpoints(changed: list[tuple[str, str, str]]) -> None:
+    """Undo ``remap_checkpoints`` (after File > Save Copy, which leaves this file where it
+    was)."""
+    for scene_name, strip_name, value in changed:
+        strip = find_strip(bpy.data.scenes.get(scene_name), strip_name)
+        if strip is not None:
+            strip[paths.CHECKPOINT_KEY] = value
+
+
 def free_channel(collection, start: int, end: int, preferred: int) -> int:
     """The lowest channel >= ``preferred`` where [start, end) overlaps no strip."""
     busy: dict[int, list[tuple[int, int]]] = {}

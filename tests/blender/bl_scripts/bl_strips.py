@@ -160,6 +160,30 @@ def main():
         project=project,
     )
 
+    # Save As into another folder: the relative checkpoint path follows, as Blender's own
+    # paths do; Save Copy leaves this file's paths as they were. New models go next to the
+    # saved .blend by default.
+    deeper = os.path.join(project, "shots", "sh010")
+    os.makedirs(deeper)
+    bpy.ops.wm.save_as_mainfile(filepath=os.path.join(deeper, "edit.blend"))
+    moved = bl.top_strips()["relative"]
+    after_save_as = [moved["fsgan_checkpoint"], S.checkpoint_of(moved)]
+    copy_dir = os.path.join(args.work, "elsewhere")
+    os.makedirs(copy_dir)
+    bpy.ops.wm.save_as_mainfile(filepath=os.path.join(copy_dir, "copy.blend"), copy=True)
+    after_copy = [moved["fsgan_checkpoint"], S.checkpoint_of(moved)]
+    bpy.ops.wm.open_mainfile(filepath=os.path.join(copy_dir, "copy.blend"))
+    in_copy = S.checkpoint_of(bl.top_strips()["relative"])
+    bpy.ops.wm.open_mainfile(filepath=os.path.join(deeper, "edit.blend"))
+    scene = bpy.context.scene
+    bl.result(
+        stage="save_as",
+        after_save_as=after_save_as,
+        after_copy=after_copy,
+        in_copy=in_copy,
+        new_model_dir=os.path.dirname(P.new_checkpoint_path(scene.fsgan, "walk")),
+    )
+
     # Channels: the lowest free channel at or above the preferred one.
     bl.add_color_strip("c1", 5, 100, 120)
     bl.add_color_strip("c2", 6, 110, 111)
