@@ -2,7 +2,7 @@
 
 Two ways to run, one code path:
 - ``invoke`` (buttons in the UI): start the worker and return; a modal timer drains its events,
-  so Blender never waits on training. ESC or the Cancel button stops the job.
+  so Blender never waits on training. The Cancel button (panel, status bar) stops the job.
 - ``execute`` (scripts, ``bpy.ops.fsgan.train_on_strip(steps=20)``, and ``blender --background``,
   where timers never fire): run the worker to the end and print progress lines.
 Either way the result (checkpoint reference, new strip) is written to Blender data on the main
@@ -283,10 +283,8 @@ class _JobOperator:
 
     def modal(self, context, event):
         job = self._job
-        if event.type == "ESC" and event.value == "PRESS":
-            job.cancel()
-            self.report({"INFO"}, "Cancelling: the worker saves its work and stops.")
-            return {"RUNNING_MODAL"}
+        # Every other event (ESC included: it stops playback, cancels a grab, closes a menu
+        # while the job runs on) goes on to Blender; the panel's and status bar's Cancel stop it.
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
         if job.poll():
@@ -482,11 +480,7 @@ class FSGAN_OT_train_on_strip(_JobOperator, bpy.types.Operator):
         task = getattr(self, "_decode", None)
         if task is None:
             return super().modal(context, event)
-        if (
-            task.cancelled
-            or _decoding is not task
-            or (event.type == "ESC" and event.value == "PRESS")
-        ):
+        if task.cancelled or _decoding is not task:
             self._end_decode(context)
             self.report({"WARNING"}, "Decoding cancelled; decoded frames stay cached.")
             return {"CANCELLED"}
