@@ -19,6 +19,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 
 import bpy
@@ -106,6 +107,19 @@ def estimate_memory(
         _log(f"no memory estimate (exit {proc.returncode}): {tail}")
         return None
     return est
+
+
+_estimate_id = 0
+
+
+def _estimate_later(estimate_id: int, label: str, args: tuple) -> None:
+    """``estimate_memory`` in a thread (no Blender data touched): the panel's estimate."""
+    global _estimate
+    est = estimate_memory(*args)
+    if est is not None and estimate_id == _estimate_id:  # still the latest job's
+        est["label"] = label
+        _estimate = est
+        _log(estimate_text(est))
 
 
 def estimate_text(est: dict) -> str:
@@ -530,11 +544,20 @@ class FSGAN_OT_train_on_strip(_JobOperator, bpy.types.Operator):
         super().cancel(context)
 
     def _check_job(self, context, python, core_parent, extra_paths, job_dict):
-        global _estimate
+        global _estimate, _estimate_id
         _estimate = None
-        est = estimate_memory(
-            python, core_parent, extra_paths, job_dict["train"], len(job_dict["frames"])
-        )
+        _estimate_id += 1
+        args = (python, core_parent, tuple(extra_paths), dict(job_dict["train"]))
+        args += (len(job_dict["frames"]),)
+        if not bpy.app.background:
+            # The estimate imports torch: seconds the UI does not wait for. The panel shows it
+            # when it comes; the worker checks the memory itself and refuses what won't fit.
+            thread = threading.Thread(
+                target=_estimate_later, args=(_estimate_id, self._strip_name, args), daemon=True
+            )
+            thread.start()
+            return
+        est = estimate_memory(*args)
         if est is None:
             return
         est["label"] = self._strip_name

@@ -42,6 +42,8 @@ def test_install_train_extend_undo_reopen(python, blender, built_zip, frames16, 
     assert "default preset, 64 x 36, 4 steps" in train["labels"], train["labels"]
     assert "FrameSequenceGAN: train step" in run.output
 
+    assert run.stage("estimate_thread")["label"] == "walk"
+
     use = run.stage("use_checkpoint")
     expected = (
         "other.safetensors is a safetensors file but not a FrameSequenceGAN checkpoint.",
@@ -101,5 +103,5 @@ def test_install_train_extend_undo_reopen(python, blender, built_zip, frames16, 
     assert r["source_model_unchanged"] is True and r["source"]["checkpoint"] == checkpoint
     resumed = r["generated"]["checkpoint"]
     assert resumed != checkpoint and os.path.isfile(resumed)
-    assert os.path.dirname(resumed) == os.path.dirname(checkpoint)
+    assert os.path.dirname(resumed) == str(work / "fsgan_models")  # next to the saved .blend
     assert "default preset, 64 x 36, 6 steps" in r["labels"], r["labels"]  # 4 + 2 more

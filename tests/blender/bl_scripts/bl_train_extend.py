@@ -16,7 +16,7 @@ def main():
     p = bl.parser()
     p.add_argument("--steps", type=int, default=4)
     args = p.parse_args(sys.argv[sys.argv.index("--") + 1 :] if "--" in sys.argv else sys.argv[1:])
-    bl.load_addon(args)
+    addon = bl.load_addon(args)
     scene = bpy.context.scene
     scene.fsgan.batch_size = 2
     scene.fsgan.preview_every = 2
@@ -44,6 +44,17 @@ def main():
     panel = bl.draw_panel(bpy.types.FSGAN_PT_training)
     labels = [e.get("text", "") for e in panel if e["call"] == "label"]
     bl.result(stage="train", op=train, source=bl.describe(source), labels=labels)
+
+    # In the UI the memory estimate runs in a thread (it imports torch: seconds); what it
+    # stores is what the panel shows.
+    ops, prefs_mod = addon.operators, addon.preferences
+    python, _ = prefs_mod.resolve_python(prefs_mod.get())
+    core_parent = addon.worker_client.find_core_parent(prefs_mod.addon_dir())
+    settings = {"preset": "default", "width": 64, "height": 36, "width_mult": 0.125}
+    ops._estimate = None
+    ops._estimate_later(ops._estimate_id, "walk", (python, core_parent, (), settings, 16))
+    threaded = ops.last_estimate()
+    bl.result(stage="estimate_thread", label=threaded and threaded["label"])
 
     # Use Checkpoint File...: a file that is no checkpoint is refused; the strip keeps its model.
     trained = source["fsgan_checkpoint"]
