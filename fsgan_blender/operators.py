@@ -772,6 +772,13 @@ class FSGAN_OT_extend_animation(_JobOperator, bpy.types.Operator):
         if scene.fsgan.fit_scene_range and last > scene.frame_end:
             scene.frame_end = last
             message += f" The scene now ends at frame {last}."
+        if (
+            scene.fsgan.fit_scene_range
+            and scene.use_preview_range
+            and source.frame_final_end - 1 <= scene.frame_preview_end < last
+        ):  # a preview range that reached the source's end plays the new frames too
+            scene.frame_preview_end = last
+            message += f" The preview range now ends at frame {last}."
         _log(message)
         self.report({"INFO"}, message)
         return {"FINISHED"}

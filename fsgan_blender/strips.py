@@ -42,15 +42,28 @@ def all_strips(sequence_editor):
     return sequence_editor.sequences_all
 
 
-def owner_collection(sequence_editor, strip):
-    """The collection that holds ``strip`` (top level or a meta strip's children)."""
-    top = children(sequence_editor)
-    if any(s == strip for s in top):
-        return top
+def owner(sequence_editor, strip):
+    """What holds ``strip``: the sequence editor (top level) or a meta strip."""
+    if any(s == strip for s in children(sequence_editor)):
+        return sequence_editor
     for meta in all_strips(sequence_editor):
         if meta.type == "META" and any(s == strip for s in children(meta)):
-            return children(meta)
-    return top
+            return meta
+    return sequence_editor
+
+
+def owner_collection(sequence_editor, strip):
+    """The collection that holds ``strip`` (top level or a meta strip's children)."""
+    return children(owner(sequence_editor, strip))
+
+
+def closed_channels(holder) -> frozenset[int]:
+    """Channels of a sequence editor or meta strip that are muted or locked: a strip put there
+    would not play, or could not be edited."""
+    channels = getattr(holder, "channels", None)  # Blender 4.2+
+    if channels is None:
+        return frozenset()
+    return frozenset(i for i, c in enumerate(channels) if i and (c.mute or c.lock))
 
 
 def sequencer_scene(context):
@@ -429,12 +442,17 @@ def restore_checkpoints(changed: list[tuple[str, str, str]]) -> None:
             strip[paths.CHECKPOINT_KEY] = value
 
 
-def free_channel(collection, start: int, end: int, preferred: int) -> int:
-    """The lowest channel >= ``preferred`` where [start, end) overlaps no strip."""
+def free_channel(
+    collection, start: int, end: int, preferred: int, closed: frozenset[int] = frozenset()
+) -> int:
+    """The lowest channel >= ``preferred``, not in ``closed``, where [start, end) overlaps no
+    strip."""
     busy: dict[int, list[tuple[int, int]]] = {}
     for s in collection:
         busy.setdefault(s.channel, []).append((s.frame_final_start, s.frame_final_end))
     for channel in range(max(1, preferred), MAX_CHANNEL + 1):
+        if channel in closed:
+            continue
         if all(e <= start or s >= end for s, e in busy.get(channel, ())):
             return channel
     raise ValueError(f"No channel is free for frames {start}-{end - 1}.")
@@ -450,9 +468,10 @@ def insert_image_strip(scene, source, directory: str, filenames: list[str], fram
     if not filenames:
         raise ValueError("There are no frames to insert.")
     se = scene.sequence_editor
-    collection = owner_collection(se, source)
+    holder = owner(se, source)
+    collection = children(holder)
     end = frame_start + len(filenames)
-    channel = free_channel(collection, frame_start, end, source.channel)
+    channel = free_channel(collection, frame_start, end, source.channel, closed_channels(holder))
     first = os.path.join(directory, filenames[0])
     strip = collection.new_image(f"{source.name}_gan", first, channel, frame_start)
     for name in filenames[1:]:

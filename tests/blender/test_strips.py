@@ -77,6 +77,7 @@ def test_strip_frames_and_paths(python, blender, built_zip, frames16, tmp_path):
     assert channels["after_c1"] == 5  # touching end to start is no overlap
     assert channels["overlapping"] == 7  # 5 and 6 are taken in 105-112
     assert channels["through_both"] == 7
+    assert channels["closed"] == [7, 8] and channels["past_closed"] == 9
 
     names = run.stage("names")
     base = names["base"]

@@ -76,6 +76,7 @@ def test_install_train_extend_undo_reopen(python, blender, built_zip, frames16, 
     assert new["modifiers"] == source["modifiers"] == [["Grade", "CURVES", True]]
     assert extend["active"] == new["name"]
     assert extend["frame_end"] == 24  # the scene (it ended at 16) now ends with the new strip
+    assert extend["preview"] == [5, 24]  # and so does the preview range that ended with it
     assert new["checkpoint"] == checkpoint  # the new strip can be extended again
     out_dir = os.path.realpath(new["directory"])
     assert out_dir == os.path.realpath(work / "generated" / "walk")

@@ -188,11 +188,18 @@ def main():
     bl.add_color_strip("c1", 5, 100, 120)
     bl.add_color_strip("c2", 6, 110, 111)
     collection = bl.top_strips()
+    channels = bpy.context.scene.sequence_editor.channels
+    channels[7].mute = True  # a new strip there would not play ...
+    channels[8].lock = True  # ... or could not be edited
+    closed = S.closed_channels(bpy.context.scene.sequence_editor)
+    channels[7].mute = channels[8].lock = False
     bl.result(
         stage="channels",
         after_c1=S.free_channel(collection, 120, 130, 5),
         overlapping=S.free_channel(collection, 105, 112, 5),
         through_both=S.free_channel(collection, 90, 115, 5),
+        closed=sorted(closed),
+        past_closed=S.free_channel(collection, 105, 112, 5, closed),
     )
 
     # Names from .blend files never escape the output folder.

@@ -22,6 +22,8 @@ def main():
     scene.fsgan.preview_every = 2
     scene.fsgan.output_dir = os.path.join(args.work, "generated")
     scene.frame_end = 16  # the scene ends with the source strip
+    scene.use_preview_range = True  # and so does the preview range
+    scene.frame_preview_start, scene.frame_preview_end = 5, 16
 
     source = bl.add_image_strip("walk", args.frames, 16, channel=1, frame_start=1)
     source.colorspace_settings.name = "Non-Color"
@@ -79,6 +81,7 @@ def main():
         active=scene.sequence_editor.active_strip.name,
         torch_imported="torch" in sys.modules,
         frame_end=scene.frame_end,
+        preview=[scene.frame_preview_start, scene.frame_preview_end],
     )
 
     bpy.ops.ed.undo()
