@@ -196,8 +196,15 @@ def strip_problem(
             f"The active strip '{strip.name}' is a {kind} strip; "
             "FrameSequenceGAN needs an image-sequence or movie strip."
         )
+    library = strip.id_data.library
+    if library is not None:
+        return (
+            f"The strip '{strip.name}' is in scene '{strip.id_data.name}', linked from "
+            f"{os.path.basename(library.filepath)}: what is trained or added here would not be "
+            "saved. Make the scene local first, or open that file."
+        )
     stored = _blend_relative(strip)
-    if stored.startswith("//") and not bpy.data.filepath and _library(strip) is None:
+    if stored.startswith("//") and not bpy.data.filepath:
         # bpy.path.abspath would resolve it against the current directory: the wrong files.
         what = "folder" if strip.type == "IMAGE" else "movie file"
         return (

@@ -60,6 +60,13 @@ def test_strip_frames_and_paths(python, blender, built_zip, frames16, tmp_path):
     assert max(look["new_vs_source"]) < 0.01, look
     assert min(look["plain_vs_source"]) > 5.0, look
 
+    linked = run.stage("linked")
+    assert linked["library"] is True
+    assert linked["problem"] == (
+        "The strip 'plate' is in scene 'Shot', linked from library.blend: what is trained or "
+        "added here would not be saved. Make the scene local first, or open that file."
+    )
+
     relative = run.stage("relative")
     project = relative["project"]
     assert relative["paths"] == [os.path.join(project, "frames", f) for f in frames(1, 4)]

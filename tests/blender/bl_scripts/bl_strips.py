@@ -99,6 +99,25 @@ def look_stage(S, args):
     bpy.data.scenes.remove(scene)
 
 
+def linked_stage(S, args):
+    """A strip in a scene linked from another .blend: changes to it would not be saved."""
+    library = os.path.join(args.work, "library.blend")
+    shot = bpy.data.scenes.new("Shot")
+    strip = bl.strips_of(shot.sequence_editor_create()).new_image(
+        "plate", os.path.join(args.frames, "frame_0001.png"), 1, 1
+    )
+    for i in range(2, 6):
+        strip.elements.append(f"frame_{i:04d}.png")
+    bpy.data.libraries.write(library, {shot})
+    bpy.data.scenes.remove(shot)
+    with bpy.data.libraries.load(library, link=True) as (source, target):
+        target.scenes = ["Shot"]
+    linked = target.scenes[0]
+    plate = bl.strips_of(linked.sequence_editor)["plate"]
+    bl.result(stage="linked", library=linked.library is not None, problem=S.strip_problem(plate))
+    bpy.data.scenes.remove(linked)
+
+
 def main():
     args = bl.parser().parse_args(sys.argv[sys.argv.index("--") + 1 :])
     addon = bl.load_addon(args)
@@ -216,6 +235,7 @@ def main():
     )
 
     look_stage(S, args)
+    linked_stage(S, args)
 
     # Blender 5.0: the Sequencer edits the workspace's sequencer scene, which may not be the
     # active scene. The add-on follows it (4.x has no such thing).
