@@ -653,6 +653,12 @@ class FSGAN_OT_extend_animation(_JobOperator, bpy.types.Operator):
         items=START_ITEMS,
         options={"SKIP_SAVE"},
     )
+    device: EnumProperty(
+        name="Device",
+        description="Where the frames are generated (default: the panel's value)",
+        items=DEVICE_ITEMS,
+        options={"SKIP_SAVE"},
+    )
 
     @classmethod
     def poll(cls, context):
@@ -709,7 +715,7 @@ class FSGAN_OT_extend_animation(_JobOperator, bpy.types.Operator):
             "prefix": prefix,
             "start_number": paths.next_free_number(out_dir, prefix),
             "size": "source",
-            "device": s.device,
+            "device": self._value(s, "device"),
         }
         job = worker_client.make_job(
             "extend",

@@ -36,7 +36,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--preset", choices=("default", "paper"), help="model preset")
     p.add_argument("--width", type=int, help="training width in pixels")
     p.add_argument("--height", type=int, help="training height in pixels")
-    p.add_argument("--device", choices=("auto", "cuda", "mps", "cpu"), help="training device")
+    p.add_argument(
+        "--device", choices=("auto", "cuda", "mps", "cpu"), help="device to train and generate on"
+    )
     p.add_argument("--model-width", type=float, help="channel multiplier of the networks")
     p.add_argument("--batch-size", type=int, help="frame pairs per training step")
     p.add_argument("--resume", action="store_true", help="continue the strip's checkpoint")
@@ -128,7 +130,10 @@ def main(args: argparse.Namespace) -> int:
             ret = bpy.ops.fsgan.train_on_strip(**train_kw)
             if ret != {"FINISHED"}:
                 return fail("Training did not finish (see the messages above).")
-        ret = bpy.ops.fsgan.extend_animation(count=args.count, start=args.start.upper())
+        extend_kw = {"device": args.device} if args.device else {}
+        ret = bpy.ops.fsgan.extend_animation(
+            count=args.count, start=args.start.upper(), **extend_kw
+        )
         if ret != {"FINISHED"}:
             return fail("Extend did not finish (see the messages above).")
     except RuntimeError as exc:  # an operator's ERROR report or a failed poll

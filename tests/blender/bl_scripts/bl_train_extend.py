@@ -96,7 +96,9 @@ def main():
     reopened = bl.describe(source)
     scene.sequence_editor.active_strip = source
     scene.fsgan.fit_scene_range = False  # the scene's range is left alone
-    again = bl.call_op(bpy.ops.fsgan.extend_animation, count=3)
+    scene.fsgan.device = "cuda"  # no GPU here: the operator's device (as scripts pass it) wins
+    again = bl.call_op(bpy.ops.fsgan.extend_animation, count=3, device="cpu")
+    scene.fsgan.device = "auto"
     bl.result(
         stage="reopen",
         frame_end=scene.frame_end,
