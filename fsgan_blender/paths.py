@@ -80,8 +80,6 @@ def new_checkpoint_path(settings, strip_name: str) -> str:
                 "save the file or choose an absolute folder."
             )
         base = abspath(settings.model_dir)
-    elif bpy.data.filepath:  # next to the .blend, so the project folder holds its models
-        base = abspath("//fsgan_models")
     else:
         base = user_dir("models")
     os.makedirs(base, exist_ok=True)

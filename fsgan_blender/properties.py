@@ -95,8 +95,7 @@ class FSGAN_PG_settings(bpy.types.PropertyGroup):
     )
     model_dir: StringProperty(
         name="Model Folder",
-        description="Where new checkpoints are saved; empty uses //fsgan_models/ next to a "
-        "saved .blend, else the extension's user folder",
+        description="Where new checkpoints are saved; empty uses the extension's user folder",
         default="",
         subtype="DIR_PATH",
     )

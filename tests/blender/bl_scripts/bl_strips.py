@@ -180,8 +180,7 @@ def main():
     )
 
     # Save As into another folder: the relative checkpoint path follows, as Blender's own
-    # paths do; Save Copy leaves this file's paths as they were. New models go next to the
-    # saved .blend by default.
+    # paths do; Save Copy leaves this file's paths as they were.
     deeper = os.path.join(project, "shots", "sh010")
     os.makedirs(deeper)
     bpy.ops.wm.save_as_mainfile(filepath=os.path.join(deeper, "edit.blend"))
@@ -200,7 +199,6 @@ def main():
         after_save_as=after_save_as,
         after_copy=after_copy,
         in_copy=in_copy,
-        new_model_dir=os.path.dirname(P.new_checkpoint_path(scene.fsgan, "walk")),
     )
 
     # Channels: the lowest free channel at or above the preferred one.
