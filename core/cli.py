@@ -147,13 +147,13 @@ def run_training(
                 f"({was}); resume with the same settings, or write a new checkpoint."
             )
         tcfg = TrainConfig.from_dict({**meta["train_config"], **t_kw})
-        rt = _checked_runtime(mc, tcfg, len(paths))
+        rt, memory = _checked_runtime(mc, tcfg, len(paths))
         clip = load_clip(paths, mc.width, mc.height, channels=mc.channels)
         trainer = resume_trainer(clip, out, t_kw, runtime=rt)
     else:
         probe = ModelConfig(**m_kw)
         tcfg = TrainConfig(**t_kw)
-        rt = _checked_runtime(probe, tcfg, len(paths))  # before reading any frame
+        rt, memory = _checked_runtime(probe, tcfg, len(paths))  # before reading any frame
         clip = load_clip(paths, probe.width, probe.height, channels=m_kw.get("channels"))
         mcfg = ModelConfig(**{**m_kw, "channels": clip.channels})
         trainer = Trainer(clip, mcfg, tcfg, runtime=rt)
@@ -167,6 +167,7 @@ def run_training(
             "total": trainer.tcfg.steps,
             "model_config": trainer.mcfg.to_dict(),
             "train_config": trainer.tcfg.to_dict(),
+            "memory": memory,
         }
     )
     if preview_dir:
@@ -177,13 +178,18 @@ def run_training(
 def _checked_runtime(mcfg: ModelConfig, tcfg: TrainConfig, n_frames: int):
     """Pick the device and refuse, before allocating anything, a job that would not fit."""
     from .device import pick_device
-    from .estimate import check_fits, estimate_training_memory
+    from .estimate import available_memory, check_fits, estimate_training_memory
 
     rt = pick_device(tcfg.device, tcfg.precision)
     t = tcfg.resolved(mcfg.preset)
     est = estimate_training_memory(mcfg, t.batch_size, t.unroll, n_frames, bool(t.ema))
     check_fits(est, rt.device, t.batch_size)
-    return rt
+    memory = {
+        "total_bytes": est["total_bytes"],
+        "available_bytes": available_memory(rt.device),
+        "device": rt.device.type,
+    }
+    return rt, memory
 
 
 class StopFlag:

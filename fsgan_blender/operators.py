@@ -19,7 +19,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 
 import bpy
@@ -56,6 +55,11 @@ def last_outcome() -> dict | None:
 
 
 def last_estimate() -> dict | None:
+    """The memory estimate of the running training job (its worker reports it), else of the
+    last one."""
+    job = worker_client.current()
+    if job is not None and job.state.kind == "train" and job.state.memory:
+        return {**job.state.memory, "label": job.state.label}
     return _estimate
 
 
@@ -107,19 +111,6 @@ def estimate_memory(
         _log(f"no memory estimate (exit {proc.returncode}): {tail}")
         return None
     return est
-
-
-_estimate_id = 0
-
-
-def _estimate_later(estimate_id: int, label: str, args: tuple) -> None:
-    """``estimate_memory`` in a thread (no Blender data touched): the panel's estimate."""
-    global _estimate
-    est = estimate_memory(*args)
-    if est is not None and estimate_id == _estimate_id:  # still the latest job's
-        est["label"] = label
-        _estimate = est
-        _log(estimate_text(est))
 
 
 def estimate_text(est: dict) -> str:
@@ -229,7 +220,10 @@ class _JobOperator:
             shutil.rmtree(job_dir, ignore_errors=True)
 
     def _end(self, context, job: worker_client.WorkerJob) -> set[str]:
+        global _estimate
         job.close()
+        if job.state.memory:  # the panel keeps showing it once the job is over
+            _estimate = {**job.state.memory, "label": job.state.label}
         worker_client.set_current(None)
         tag_redraw(context)
         message = self._failure_text(job)
@@ -411,8 +405,10 @@ class FSGAN_OT_train_on_strip(_JobOperator, bpy.types.Operator):
         # too (Extend's strip shares its source's) or one picked with Use Checkpoint File, and
         # stays as it was. The strip moves to the copy when the run ends.
         self._resumed_from = existing if resume else ""
+        self._resume_copy = ""
         if resume:
             paths.copy_file(existing, checkpoint)
+            self._resume_copy = checkpoint
         train = {
             "preset": self._value(s, "preset"),
             "steps": self._value(s, "steps"),
@@ -544,20 +540,16 @@ class FSGAN_OT_train_on_strip(_JobOperator, bpy.types.Operator):
         super().cancel(context)
 
     def _check_job(self, context, python, core_parent, extra_paths, job_dict):
-        global _estimate, _estimate_id
+        global _estimate
         _estimate = None
-        _estimate_id += 1
-        args = (python, core_parent, tuple(extra_paths), dict(job_dict["train"]))
-        args += (len(job_dict["frames"]),)
         if not bpy.app.background:
-            # The estimate imports torch: seconds the UI does not wait for. The panel shows it
-            # when it comes; the worker checks the memory itself and refuses what won't fit.
-            thread = threading.Thread(
-                target=_estimate_later, args=(_estimate_id, self._strip_name, args), daemon=True
-            )
-            thread.start()
+            # A separate estimate would import torch (seconds of a frozen UI) and, on a GPU,
+            # take memory while the worker checks its own: in the UI the worker's estimate (in
+            # its `started` event) is shown, and the worker refuses a job that won't fit.
             return
-        est = estimate_memory(*args)
+        est = estimate_memory(
+            python, core_parent, extra_paths, job_dict["train"], len(job_dict["frames"])
+        )
         if est is None:
             return
         est["label"] = self._strip_name
@@ -597,15 +589,32 @@ class FSGAN_OT_train_on_strip(_JobOperator, bpy.types.Operator):
                     os.remove(tmp)
                 except OSError:
                     pass
+        if not job.job["resume"]:
+            return  # a new model the run saved is named in the message; the strip keeps its own
         saved = job.state.checkpoint
         if saved and os.path.isfile(saved):
-            # Steps this run saved before it failed are kept: the strip uses them.
+            # Continue Training saved steps to its copy before it failed: the strip goes on from
+            # them, as it did when the run wrote into the strip's own file. An undo step of its
+            # own, so a later Ctrl-Z can't quietly take the strip back to the older model.
             strip = strips.find_strip(bpy.data.scenes.get(self._scene_name), self._strip_name)
             if strip is not None:
                 strips.set_checkpoint(strip, saved)
-        elif job.job["resume"]:  # the copy it started from holds nothing new
+                if bpy.ops.ed.undo_push.poll():
+                    bpy.ops.ed.undo_push(message="FrameSequenceGAN: keep the steps saved")
+        else:  # the copy it started from holds nothing new
             try:
                 os.remove(checkpoint)
+            except OSError:
+                pass
+
+    def _discard_job_dir(self) -> None:
+        super()._discard_job_dir()
+        # The job was refused, or its worker did not start: the copy Continue Training made
+        # holds nothing new, and no strip uses it.
+        copy = getattr(self, "_resume_copy", "")
+        if copy:
+            try:
+                os.remove(copy)
             except OSError:
                 pass
 
@@ -912,6 +921,14 @@ def _on_save_pre(filepath=None, *_args):
 
 
 @bpy.app.handlers.persistent
+def _on_save_post_fail(*_args):
+    # The file was not written: this one's paths go back to what they were.
+    global _remapped
+    strips.restore_checkpoints(_remapped)
+    _remapped = []
+
+
+@bpy.app.handlers.persistent
 def _on_save_post(filepath=None, *_args):
     global _remapped
     if (
@@ -924,7 +941,12 @@ def _on_save_post(filepath=None, *_args):
     _remapped = []
 
 
-_HANDLERS = (("load_pre", _on_load_pre), ("save_pre", _on_save_pre), ("save_post", _on_save_post))
+_HANDLERS = (
+    ("load_pre", _on_load_pre),
+    ("save_pre", _on_save_pre),
+    ("save_post", _on_save_post),
+    ("save_post_fail", _on_save_post_fail),
+)
 
 
 def register_handlers() -> None:

@@ -147,6 +147,7 @@ class JobState:
     kind: str
     label: str = ""
     device: str = ""
+    memory: dict[str, Any] | None = None  # train: the worker's memory estimate
     step: int = 0
     total: int = 0
     eta_s: float | None = None
@@ -310,6 +311,9 @@ class WorkerJob:
         kind = event.get("event")
         if kind == "started":
             s.device = str(event.get("device", ""))
+            memory = event.get("memory")
+            if isinstance(memory, dict) and isinstance(memory.get("total_bytes"), (int, float)):
+                s.memory = memory
         elif kind == "progress":
             s.step = int(event.get("step") or 0)
             s.total = int(event.get("total") or s.total)

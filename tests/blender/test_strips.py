@@ -78,6 +78,7 @@ def test_strip_frames_and_paths(python, blender, built_zip, frames16, tmp_path):
     assert saved["after_save_as"] == ["//../../models/m.safetensors", model]
     assert saved["after_copy"] == ["//../../models/m.safetensors", model]  # this file's, as was
     assert saved["in_copy"] == model  # and the copy's own path finds it too
+    assert saved["failed_save"] is True and saved["after_failed"] == saved["after_copy"]
 
     channels = run.stage("channels")
     assert channels["after_c1"] == 5  # touching end to start is no overlap

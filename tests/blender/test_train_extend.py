@@ -42,7 +42,8 @@ def test_install_train_extend_undo_reopen(python, blender, built_zip, frames16, 
     assert "default preset, 64 x 36, 4 steps" in train["labels"], train["labels"]
     assert "FrameSequenceGAN: train step" in run.output
 
-    assert run.stage("estimate_thread")["label"] == "walk"
+    running = " ".join(run.stage("estimate_from_worker")["labels"])
+    assert "Memory estimate: about 3.00 GB of 12.0 GB" in running, running
 
     use = run.stage("use_checkpoint")
     expected = (
@@ -100,6 +101,8 @@ def test_install_train_extend_undo_reopen(python, blender, built_zip, frames16, 
     assert reopen["torch_imported"] is False
 
     r = run.stage("resume_shared")
+    assert r["too_big"]["ret"] == ["CANCELLED"] and "needs about" in r["too_big"]["error"], r
+    assert r["left_over"] is False  # the refused run's copy of the model is gone
     assert r["op"] == {"ret": ["FINISHED"], "error": None}, r
     assert r["source_model_unchanged"] is True and r["source"]["checkpoint"] == checkpoint
     resumed = r["generated"]["checkpoint"]

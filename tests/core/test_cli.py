@@ -145,6 +145,9 @@ def test_worker_job_events(clip_dir, tmp_path):
     events = [json.loads(line) for line in r.stdout.splitlines()]
     kinds = [e["event"] for e in events]
     assert kinds[0] == "started" and kinds[-1] == "done"
+    memory = events[0]["memory"]  # the estimate the worker checked, for the add-on's panel
+    assert memory["device"] == "cpu" and memory["total_bytes"] > 0
+    assert memory["available_bytes"] > memory["total_bytes"]
     assert kinds.count("progress") == 2 and "sample" in kinds and "checkpoint" in kinds
     assert os.path.exists([e for e in events if e["event"] == "sample"][-1]["path"])
     job2 = {

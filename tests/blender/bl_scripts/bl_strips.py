@@ -190,6 +190,12 @@ def main():
     os.makedirs(copy_dir)
     bpy.ops.wm.save_as_mainfile(filepath=os.path.join(copy_dir, "copy.blend"), copy=True)
     after_copy = [moved["fsgan_checkpoint"], S.checkpoint_of(moved)]
+    try:  # a Save As that fails (no such folder) leaves the paths as they were
+        bpy.ops.wm.save_as_mainfile(filepath=os.path.join(args.work, "no", "such", "x.blend"))
+        failed_save = None
+    except RuntimeError as exc:
+        failed_save = str(exc)
+    after_failed = [moved["fsgan_checkpoint"], S.checkpoint_of(moved)]
     bpy.ops.wm.open_mainfile(filepath=os.path.join(copy_dir, "copy.blend"))
     in_copy = S.checkpoint_of(bl.top_strips()["relative"])
     bpy.ops.wm.open_mainfile(filepath=os.path.join(deeper, "edit.blend"))
@@ -198,6 +204,8 @@ def main():
         stage="save_as",
         after_save_as=after_save_as,
         after_copy=after_copy,
+        failed_save=failed_save is not None,
+        after_failed=after_failed,
         in_copy=in_copy,
     )
 

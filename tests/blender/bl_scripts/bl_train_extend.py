@@ -47,16 +47,17 @@ def main():
     labels = [e.get("text", "") for e in panel if e["call"] == "label"]
     bl.result(stage="train", op=train, source=bl.describe(source), labels=labels)
 
-    # In the UI the memory estimate runs in a thread (it imports torch: seconds); what it
-    # stores is what the panel shows.
-    ops, prefs_mod = addon.operators, addon.preferences
-    python, _ = prefs_mod.resolve_python(prefs_mod.get())
-    core_parent = addon.worker_client.find_core_parent(prefs_mod.addon_dir())
-    settings = {"preset": "default", "width": 64, "height": 36, "width_mult": 0.125}
+    # In the UI the panel shows the estimate the worker reports in its `started` event (no
+    # second torch import in Blender's process tree, no GPU memory taken beside the worker's).
+    ops, wc = addon.operators, addon.worker_client
     ops._estimate = None
-    ops._estimate_later(ops._estimate_id, "walk", (python, core_parent, (), settings, 16))
-    threaded = ops.last_estimate()
-    bl.result(stage="estimate_thread", label=threaded and threaded["label"])
+    job = wc.WorkerJob({"kind": "train"}, args.work, "python", args.work, label="walk")
+    memory = {"total_bytes": 3 * 2**30, "available_bytes": 12 * 2**30, "device": "cuda"}
+    job.apply({"event": "started", "device": "cuda:0", "memory": memory})
+    wc.set_current(job)
+    running = [e.get("text", "") for e in bl.draw_panel(bpy.types.FSGAN_PT_training)]
+    wc.set_current(None)
+    bl.result(stage="estimate_from_worker", labels=running)
 
     # Use Checkpoint File...: a file that is no checkpoint is refused; the strip keeps its model.
     trained = source["fsgan_checkpoint"]
@@ -114,6 +115,15 @@ def main():
     before = open(model, "rb").read()
     generated = scene.sequence_editor.active_strip
     scene.fsgan.resume = True
+    # Refused before it starts (far too big a batch for this machine): no copy is left over.
+    models = sorted(os.listdir(os.path.dirname(model)))
+    scene.fsgan.batch_size = 10_000_000
+    too_big = bl.call_op(
+        bpy.ops.fsgan.train_on_strip, steps=6, width=64, height=36, model_width=0.125,
+        device="cpu",
+    )  # fmt: skip
+    scene.fsgan.batch_size = 2
+    left_over = sorted(os.listdir(os.path.dirname(model))) != models
     resumed = bl.call_op(  # steps: the total to reach (the model has 4)
         bpy.ops.fsgan.train_on_strip, steps=6, width=64, height=36, model_width=0.125,
         device="cpu",
@@ -121,6 +131,8 @@ def main():
     scene.fsgan.resume = False
     bl.result(
         stage="resume_shared",
+        too_big=too_big,
+        left_over=left_over,
         op=resumed,
         source_model_unchanged=open(model, "rb").read() == before,
         source=bl.describe(source),
