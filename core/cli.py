@@ -184,11 +184,7 @@ def _checked_runtime(mcfg: ModelConfig, tcfg: TrainConfig, n_frames: int):
     t = tcfg.resolved(mcfg.preset)
     est = estimate_training_memory(mcfg, t.batch_size, t.unroll, n_frames, bool(t.ema))
     check_fits(est, rt.device, t.batch_size)
-    memory = {
-        "total_bytes": est["total_bytes"],
-        "available_bytes": available_memory(rt.device),
-        "device": rt.device.type,
-    }
+    memory = {**est, "available_bytes": available_memory(rt.device), "device": rt.device.type}
     return rt, memory
 
 

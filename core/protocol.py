@@ -22,8 +22,9 @@ Job file (``python -m core worker --job job.json``)::
 
 Events, one JSON object per line on stdout, each with an ``"event"`` key:
 
-    started     {"kind", "device", "pid"}; train also "memory": {"total_bytes" (the estimate),
-                 "available_bytes" (free on the device, or null), "device"}
+    started     {"kind", "device", "pid"}; train also "memory": the estimate the worker checked
+                 (as `core estimate --json`: "total_bytes", "frames_bytes", ...,
+                 "available_bytes" (free on the device, or null), "device")
     progress    {"step", "total", "losses": {name: float}, "outputs": {"d_real", "d_fake",
                  "s_real", "s_fake"}, "eta_s", "elapsed_s", "steps_per_s"}
     sample      {"step", "path"}                 a preview PNG of a fixed-seed rollout
