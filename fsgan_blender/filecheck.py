@@ -57,31 +57,34 @@ def damage(path: str, loads: Callable[[str], bool] | None = None) -> str | None:
     """Why Blender will not be able to read ``path`` ("is empty (0 bytes)", "is cut short",
     "cannot be read by Blender"), or None when it looks whole. ``loads(path)``: a full load by
     Blender, used to confirm what only looks wrong and for formats the header can't vouch
-    for; without it those pass (header checks only)."""
+    for; without it those pass (header checks only). The header is read once per file
+    version, and a load done at most once, whichever way the file is asked about."""
     try:
-        return _memo.get(
-            (path, loads is not None), path, lambda st: _judge(path, st.st_size, loads)
-        )
+        facts = _memo.get(path, path, lambda st: {"header": _header(path, st.st_size)})
     except OSError:
         return "is missing"
-
-
-def _judge(path: str, size: int, loads: Callable[[str], bool] | None) -> str | None:
-    ext = os.path.splitext(path)[1].lower()
-    if size == 0:
-        return "is empty (0 bytes)"
-    try:
-        definite, suspect = _check(path, ext, size)
-    except OSError as exc:
-        return f"cannot be read ({exc.strerror or exc})"
+    definite, suspect = facts["header"]
     if definite:
         return definite
+    ext = os.path.splitext(path)[1].lower()
     if loads is None or (ext in _NOT_LOADED and not suspect):
         return None
     if suspect or ext not in _WHOLE_FROM_HEADER:
-        if not loads(path):
+        if "loads" not in facts:
+            facts["loads"] = loads(path)
+        if not facts["loads"]:
             return suspect or "cannot be read by Blender"
     return None
+
+
+def _header(path: str, size: int) -> tuple[str | None, str | None]:
+    """(a reason the file is certainly broken, a reason it may be), from its size and header."""
+    if size == 0:
+        return "is empty (0 bytes)", None
+    try:
+        return _check(path, os.path.splitext(path)[1].lower(), size)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})", None
 
 
 def _check(path: str, ext: str, size: int) -> tuple[str | None, str | None]:
