@@ -9,9 +9,9 @@ curve later is done on both strips, not baked into pixels.
 
 from __future__ import annotations
 
-import contextlib
-
 import bpy
+
+from . import strips
 
 # Strip settings that change how the strip's picture is composited, not what its files hold.
 LOOK_PROPS = ("blend_type", "blend_alpha", "use_float", "use_linear_modifiers", "color_tag")
@@ -32,7 +32,7 @@ def copy_look(source, strip) -> list[str]:
             _set(strip, attr, getattr(source, attr), attr, skipped)
     if len(source.modifiers) == 0:
         return skipped
-    with _sequencer_scene(strip.id_data):
+    with strips.use_sequencer_scene(strip.id_data):  # 5.0 needs one for modifiers.new
         for mod in source.modifiers:
             try:
                 new = strip.modifiers.new(name=mod.name, type=mod.type)
@@ -41,26 +41,6 @@ def copy_look(source, strip) -> list[str]:
                 continue
             copy_struct(mod, new, mod.name, skipped)
     return skipped
-
-
-@contextlib.contextmanager
-def _sequencer_scene(scene):
-    """Blender 5.0's ``modifiers.new`` invalidates the context's sequencer scene, and crashes
-    when there is none (background Blender, or a workspace without one): point it at the strip's
-    scene while modifiers are added, then put back what was there."""
-    workspace = getattr(bpy.context, "workspace", None)
-    if workspace is None or not hasattr(workspace, "sequencer_scene"):
-        yield
-        return
-    previous = workspace.sequencer_scene
-    if previous == scene:  # the usual case in the UI: nothing to change
-        yield
-        return
-    workspace.sequencer_scene = scene
-    try:
-        yield
-    finally:
-        workspace.sequencer_scene = previous
 
 
 def copy_struct(src, dst, path: str, skipped: list[str], depth: int = 0) -> None:

@@ -15,11 +15,12 @@ API differences handled here and nowhere else:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import bpy
 
@@ -52,11 +53,6 @@ def owner(sequence_editor, strip):
     return sequence_editor
 
 
-def owner_collection(sequence_editor, strip):
-    """The collection that holds ``strip`` (top level or a meta strip's children)."""
-    return children(owner(sequence_editor, strip))
-
-
 def closed_channels(holder) -> frozenset[int]:
     """Channels of a sequence editor or meta strip that are muted or locked: a strip put there
     would not play, or could not be edited."""
@@ -70,6 +66,26 @@ def sequencer_scene(context):
     """The scene the Sequencer edits: Blender 5.0's workspace sequencer scene when one is set
     (it can differ from the active scene), else the active scene."""
     return getattr(context, "sequencer_scene", None) or context.scene
+
+
+@contextlib.contextmanager
+def use_sequencer_scene(scene) -> Iterator[None]:
+    """Meanwhile, the workspace's sequencer scene (Blender 5.0) is ``scene``; then it is what
+    it was. The operators act on it, and ``strip.modifiers.new`` needs one (it crashes without
+    one in background Blender). Blender 4.x has none: nothing to do."""
+    workspace = getattr(bpy.context, "workspace", None)
+    if workspace is None or not hasattr(workspace, "sequencer_scene"):
+        yield
+        return
+    previous = workspace.sequencer_scene
+    if previous == scene:  # the usual case in the UI: nothing to change
+        yield
+        return
+    workspace.sequencer_scene = scene
+    try:
+        yield
+    finally:
+        workspace.sequencer_scene = previous
 
 
 def active_strip(context):

@@ -15,6 +15,7 @@ done, 1 failed (the reason is printed as one line starting with "error:").
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 
@@ -120,31 +121,26 @@ def main(args: argparse.Namespace) -> int:
     if bpy.context.scene != scene:
         return fail(f"Scene '{scene.name}' cannot be made the active scene here.")
     # Blender 5.0: the operators act on the workspace's sequencer scene when one is set.
-    workspace = bpy.context.workspace
-    follows = workspace is not None and hasattr(workspace, "sequencer_scene")
-    previous = workspace.sequencer_scene if follows else None
-    if follows:
-        workspace.sequencer_scene = scene
+    package = bpy.types.FSGAN_OT_train_on_strip.__module__.rpartition(".")[0]
+    strips = importlib.import_module(package + ".strips")
     try:
-        if args.steps != 0:
-            ret = bpy.ops.fsgan.train_on_strip(**train_kw)
+        with strips.use_sequencer_scene(scene):
+            if args.steps != 0:
+                ret = bpy.ops.fsgan.train_on_strip(**train_kw)
+                if ret != {"FINISHED"}:
+                    return fail("Training did not finish (see the messages above).")
+            extend_kw = {"device": args.device} if args.device else {}
+            ret = bpy.ops.fsgan.extend_animation(
+                count=args.count, start=args.start.upper(), **extend_kw
+            )
             if ret != {"FINISHED"}:
-                return fail("Training did not finish (see the messages above).")
-        extend_kw = {"device": args.device} if args.device else {}
-        ret = bpy.ops.fsgan.extend_animation(
-            count=args.count, start=args.start.upper(), **extend_kw
-        )
-        if ret != {"FINISHED"}:
-            return fail("Extend did not finish (see the messages above).")
+                return fail("Extend did not finish (see the messages above).")
     except RuntimeError as exc:  # an operator's ERROR report or a failed poll
         text = str(exc).strip()
         text = text.removeprefix("Error: ")
         if ".poll()" in text:
             text = text.split(".poll()", 1)[1].strip() or "The operator cannot run here."
         return fail(text)
-    finally:
-        if follows:
-            workspace.sequencer_scene = previous
 
     new = se.active_strip
     print(

@@ -113,19 +113,11 @@ def describe(strip) -> dict:
     }
 
 
-def add_modifier(strip, name, kind):
-    """``strip.modifiers.new``; Blender 5.0 needs a sequencer scene in the context for it (it
-    crashes without one in background Blender)."""
-    workspace = bpy.context.workspace
-    follows = hasattr(workspace, "sequencer_scene")
-    previous = workspace.sequencer_scene if follows else None
-    if follows:
-        workspace.sequencer_scene = strip.id_data
-    try:
+def add_modifier(strips_module, strip, name, kind):
+    """``strip.modifiers.new`` with a sequencer scene set, as Blender 5.0 needs (the add-on's
+    ``strips.use_sequencer_scene``)."""
+    with strips_module.use_sequencer_scene(strip.id_data):
         return strip.modifiers.new(name=name, type=kind)
-    finally:
-        if follows:
-            workspace.sequencer_scene = previous
 
 
 def call_op(op, *args, **kwargs) -> dict:

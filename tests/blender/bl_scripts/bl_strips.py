@@ -43,21 +43,21 @@ def look_stage(S, args):
     for i in range(2, 5):
         src.elements.append(f"frame_{i:04d}.png")
     src.blend_type, src.blend_alpha = "ADD", 0.6
-    curves = bl.add_modifier(src, "Curves", "CURVES")
+    curves = bl.add_modifier(S, src, "Curves", "CURVES")
     points = curves.curve_mapping.curves[3].points  # the combined curve: two more points
     points.new(0.3, 0.6)
     points.new(0.7, 0.8)
     curves.curve_mapping.curves[0].points[0].location = (0.0, 0.1)
     curves.curve_mapping.update()
-    balance = bl.add_modifier(src, "Balance", "COLOR_BALANCE")
+    balance = bl.add_modifier(S, src, "Balance", "COLOR_BALANCE")
     balance.color_balance.lift = (1.1, 0.9, 1.0)
     balance.color_balance.gain = (0.8, 1.2, 1.0)
     balance.color_multiply = 1.3
-    masked = bl.add_modifier(src, "Masked", "BRIGHT_CONTRAST")
+    masked = bl.add_modifier(S, src, "Masked", "BRIGHT_CONTRAST")
     masked.bright, masked.contrast, masked.mute = 0.1, 20.0, True
     masked.input_mask_type = "STRIP"
     masked.input_mask_strip = collection["under"]
-    hue = bl.add_modifier(src, "Hue", "HUE_CORRECT")
+    hue = bl.add_modifier(S, src, "Hue", "HUE_CORRECT")
     hue.curve_mapping.curves[1].points.new(0.5, 0.8)
     hue.curve_mapping.update()
     names = [f"frame_{i:04d}.png" for i in range(1, 5)]

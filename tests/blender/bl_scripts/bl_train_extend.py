@@ -28,7 +28,7 @@ def main():
     source = bl.add_image_strip("walk", args.frames, 16, channel=1, frame_start=1)
     source.colorspace_settings.name = "Non-Color"
     source.blend_alpha = 0.75  # the generated strip takes the look: opacity and modifiers
-    bl.add_modifier(source, "Grade", "CURVES").mute = True
+    bl.add_modifier(addon.strips, source, "Grade", "CURVES").mute = True
     # Obstacles: channel 1 is taken right after the strip, channel 2 a little later.
     bl.add_color_strip("block1", 1, 17, 40)
     bl.add_color_strip("block2", 2, 20, 22)
