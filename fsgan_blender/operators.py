@@ -24,7 +24,7 @@ import time
 import bpy
 from bpy.props import EnumProperty, FloatProperty, IntProperty, StringProperty
 
-from . import checkpoints, decode, paths, preferences, strips, worker_client
+from . import checkpoints, decode, interrupted, paths, preferences, strips, worker_client
 from .properties import DEVICE_ITEMS, PRESET_ITEMS, START_ITEMS
 
 LOG_PREFIX = "FrameSequenceGAN:"
@@ -198,6 +198,7 @@ class _JobOperator:
                 extra_paths=preferences.worker_paths(prefs),
                 label=label,
             )
+            job.attach = getattr(self, "_attach", None)
             job.start()
         except (ValueError, worker_client.WorkerError) as exc:
             self._discard_job_dir()
@@ -308,7 +309,7 @@ class _JobOperator:
         if getattr(self, "_timer", None) is not None:
             context.window_manager.event_timer_remove(self._timer)
             self._timer = None
-        worker_client.stop_all()
+        stop_jobs()
 
 
 class FSGAN_OT_train_on_strip(_JobOperator, bpy.types.Operator):
@@ -424,6 +425,7 @@ class FSGAN_OT_train_on_strip(_JobOperator, bpy.types.Operator):
         self._job_dir = paths.job_dir("train")
         self._scene_name = strips.sequencer_scene(context).name
         self._strip_name = strip.name
+        self._attach = interrupted.target(strips.sequencer_scene(context), strip)
         job = worker_client.make_job(
             "train",
             frames,
@@ -902,11 +904,41 @@ classes = (
 )
 
 
+def stop_jobs() -> None:
+    """End the running job because Blender ends it (a file load, quit, the add-on disabled,
+    its window closed). A training run saves its last step; that checkpoint is recorded for its
+    strip (``interrupted``), which gets it when its .blend is opened again."""
+    job = worker_client.stop_all()
+    if job is None or not job.attach:
+        return
+    done = job.state.done or {}
+    checkpoint = done.get("checkpoint") or job.state.checkpoint
+    if not checkpoint or not os.path.isfile(checkpoint):
+        if job.job.get("resume"):  # Continue Training's copy: it holds nothing new
+            try:
+                os.remove(job.job["checkpoint"])
+            except OSError:
+                pass
+        return
+    step = done.get("step", job.state.step)
+    message = interrupted.record(job.attach, checkpoint, step)
+    _log(message)
+    _set_outcome("train", job.state.label, "WARNING", message)
+
+
 @bpy.app.handlers.persistent
 def _on_load_pre(*_args):
     # A file (re)load frees the data a running job would write into: stop the job first.
     _drop_decode(remove_timer=False)  # Blender cancels the modal operator, which removes it
-    worker_client.stop_all()
+    stop_jobs()
+
+
+@bpy.app.handlers.persistent
+def _on_load_post(*_args):
+    # Training that a file load or quit stopped: its strip gets the model it saved.
+    for name, message in interrupted.reattach():
+        _log(message)
+        _set_outcome("train", name, "INFO", message)
 
 
 _remapped: list[tuple[str, str, str]] = []
@@ -931,18 +963,22 @@ def _on_save_post_fail(*_args):
 @bpy.app.handlers.persistent
 def _on_save_post(filepath=None, *_args):
     global _remapped
-    if (
-        _remapped
-        and filepath
-        and os.path.normcase(os.path.abspath(filepath))
-        != os.path.normcase(os.path.abspath(bpy.data.filepath))
-    ):  # Save Copy: the file written is elsewhere, this one stays where it was
+    copy = bool(filepath) and os.path.normcase(os.path.abspath(filepath)) != os.path.normcase(
+        os.path.abspath(bpy.data.filepath)
+    )  # Save Copy: the file written is elsewhere, this one stays where it was
+    if _remapped and copy:
         strips.restore_checkpoints(_remapped)
     _remapped = []
+    if not copy:
+        job = worker_client.current()
+        if job is not None and job.attach:  # Save As: the strip now lives in this file
+            job.attach["blend"] = bpy.data.filepath
+        interrupted.forget_saved()
 
 
 _HANDLERS = (
     ("load_pre", _on_load_pre),
+    ("load_post", _on_load_post),
     ("save_pre", _on_save_pre),
     ("save_post", _on_save_post),
     ("save_post_fail", _on_save_post_fail),
@@ -954,7 +990,7 @@ def register_handlers() -> None:
         handlers = getattr(bpy.app.handlers, name)
         if handler not in handlers:
             handlers.append(handler)
-    atexit.register(worker_client.stop_all)
+    atexit.register(stop_jobs)
 
 
 def _drop_decode(remove_timer: bool) -> None:
@@ -977,6 +1013,6 @@ def unregister_handlers() -> None:
         handlers = getattr(bpy.app.handlers, name)
         if handler in handlers:
             handlers.remove(handler)
-    atexit.unregister(worker_client.stop_all)
+    atexit.unregister(stop_jobs)
     _drop_decode(remove_timer=True)  # unregister frees a modal handler without cancel()
-    worker_client.stop_all()
+    stop_jobs()

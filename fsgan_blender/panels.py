@@ -89,13 +89,17 @@ def draw_decode(layout, task) -> None:
 
 def draw_outcome(layout, kind: str) -> None:
     """The last job of ``kind`` that failed (or was refused): its one-sentence reason stays in
-    the panel after the job is gone, e.g. a worker that was killed or ran out of memory."""
+    the panel after the job is gone, e.g. a worker that was killed or ran out of memory. Also
+    training that Blender stopped (a file load, quit) and where its model went."""
     outcome = operators.last_outcome()
-    if outcome is None or outcome["kind"] != kind or outcome["level"] != "ERROR":
+    if outcome is None or outcome["kind"] != kind:
         return
     box = layout.box()
     what = "Training" if kind == "train" else "Extend"
-    box.label(text=f"{what} '{outcome['label']}' failed:", icon="ERROR")
+    if outcome["level"] == "ERROR":
+        box.label(text=f"{what} '{outcome['label']}' failed:", icon="ERROR")
+    else:
+        box.label(text=f"{what} '{outcome['label']}' was stopped:", icon="INFO")
     _wrapped(box, outcome["message"])
 
 

@@ -215,6 +215,9 @@ class WorkerJob:
         self._reader: threading.Thread | None = None
         self._log = None
         self._cancel_time: float | None = None
+        # Train: the strip its checkpoint belongs to (``interrupted.target``), should Blender
+        # end the job before the operator that attaches it finishes.
+        self.attach: dict[str, Any] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -439,14 +442,21 @@ def set_current(job: WorkerJob | None) -> None:
     _current = job
 
 
-def stop_all() -> None:
-    """End the running worker (Blender quits or loads another file): no orphan processes."""
+def stop_all() -> WorkerJob | None:
+    """End the running worker (Blender quits or loads another file): no orphan processes.
+    Returns the job it stopped, its last events applied (a training job's ``done`` names the
+    checkpoint it saved), or None when none was running."""
     job = _current
-    if job is not None and not job.finished:
+    set_current(None)
+    if job is None:
+        return None
+    if not job.finished:
         job.cancel()
         try:
             if job.proc is not None:
                 job.proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             job.kill()
-    set_current(None)
+    job.close()
+    job.poll()
+    return job

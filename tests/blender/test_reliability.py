@@ -162,7 +162,7 @@ def test_job_faults_are_clear_and_lose_nothing(
     assert any(label.startswith("Memory estimate: about") for label in big["panel"])
 
 
-@pytest.mark.parametrize("python", bpy_params(extra=False))
+@pytest.mark.parametrize("python", bpy_params())
 def test_file_reload_and_quit_end_the_worker(python, blender, built_zip, frames16, tmp_path):
     run = blender(python, "bl_rel_lifecycle.py", "--zip", built_zip, "--frames", frames16,
                   "--work", tmp_path, "--mode", "reload")  # fmt: skip
@@ -172,9 +172,33 @@ def test_file_reload_and_quit_end_the_worker(python, blender, built_zip, frames1
     assert safetensors_step(reloaded["checkpoint"]) >= 1  # saved, valid
     assert reloaded["current"] is False and reloaded["children"] == []
     assert reloaded["strips"] == ["walk"]  # the reloaded file is intact
+    # The reloaded file's strip gets the model the stopped run saved, and the panel says so.
+    reattached = run.stage("reattached")
+    assert reattached["checkpoint_now"] == reloaded["checkpoint"], reattached
+    assert reattached["outcome"]["level"] == "INFO", reattached
+    assert "attached to the strip again" in reattached["outcome"]["message"], reattached
+    assert "Training 'walk' was stopped:" in reattached["panel"], reattached
+    assert reattached["records"] == [["walk", "reload.safetensors"]]  # kept until saved
+    # Another model saved on the strip since: a later load keeps it and forgets the record.
+    assert run.stage("other_saved")["records"] == [["walk", "reload.safetensors"]]
+    other_kept = run.stage("other_kept")
+    assert other_kept["checkpoint_now"].endswith("other.safetensors"), other_kept
+    assert other_kept["records"] == []
     quitting = run.stage("quitting")
     assert not worker_alive(quitting["pid"])  # the atexit hook ended it with Blender
     assert safetensors_step(quitting["checkpoint"]) >= 1
+    # Blender quit mid-run: opening the file again attaches the saved model; saving ends it.
+    reopen = blender(python, "bl_rel_lifecycle.py", "--zip", built_zip, "--frames", frames16,
+                     "--work", tmp_path, "--mode", "reopen")  # fmt: skip
+    reopened = reopen.stage("reopened")
+    assert reopened["checkpoint_now"] == quitting["checkpoint"], reopened
+    assert reopened["records"] == [["walk", "quit.safetensors"]]
+    assert reopen.stage("reopened_saved")["records"] == []
+    untitled = reopen.stage("untitled")
+    assert untitled["outcome"]["level"] == "WARNING" and untitled["records"] == [], untitled
+    assert "untitled.safetensors" in untitled["outcome"]["message"], untitled
+    assert "Use Checkpoint File" in untitled["outcome"]["message"], untitled
+    assert "Training 'walk' was stopped:" in untitled["panel"], untitled
 
 
 def test_killed_blender_leaves_no_worker(frames16, built_zip, tmp_path):

@@ -2,13 +2,19 @@
 
 Stages (``--mode``):
 - ``reload``: open a .blend while training runs (the load_pre handler stops the worker, which
-  saves a valid checkpoint), then start another job and end the process normally (Blender
-  quitting: the atexit hook stops that worker too).
+  saves a valid checkpoint, and the reopened file's strip gets that checkpoint), then start
+  another job and end the process normally (Blender quitting: the atexit hook stops that worker
+  too, and records its checkpoint for the strip).
+- ``reopen``: open the file that ``reload`` saved under another name while its last job ran:
+  the strip gets the checkpoint of the job that Blender's quit stopped; saving ends the record.
+  Then a job in a file never saved, stopped by a load: the panel says where its model is.
 - ``killed``: start a job, report the worker's pid, then wait to be SIGKILLed by the test; the
   worker notices its stdin closing (``--parent-watch``) and ends by itself.
 """
 
+import json
 import os
+import shutil
 import sys
 import time
 
@@ -31,6 +37,27 @@ def children():
         if fields[1] == me and fields[0] != "Z":
             out.append(int(pid))
     return out
+
+
+def records(addon):
+    path = os.path.join(addon.paths.user_dir(""), addon.interrupted.RECORD_NAME)
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return [(e["strip"], os.path.basename(e["checkpoint"])) for e in json.load(f)]
+
+
+def state(addon, **facts):
+    strip = bl.top_strips().get("walk")
+    outcome = addon.operators.last_outcome()
+    panel = bl.draw_panel(addon.panels.FSGAN_PT_training)
+    bl.result(
+        checkpoint_now=bl.describe(strip)["checkpoint"] if strip else None,
+        outcome=outcome,
+        panel=[e.get("text") for e in panel if e.get("call") == "label"],
+        records=records(addon),
+        **facts,
+    )
 
 
 def start_job(addon, strip, work, name):
@@ -56,6 +83,7 @@ def start_job(addon, strip, work, name):
         addon.worker_client.find_core_parent(addon.preferences.addon_dir()),
         label=strip.name,
     )
+    job.attach = addon.interrupted.target(bpy.context.scene, strip)  # as the operator does
     job.start()
     wc.set_current(job)
     deadline = time.monotonic() + 300
@@ -69,9 +97,23 @@ def start_job(addon, strip, work, name):
 
 def main():
     p = bl.parser()
-    p.add_argument("--mode", choices=("reload", "killed"), required=True)
+    p.add_argument("--mode", choices=("reload", "killed", "reopen"), required=True)
     args = p.parse_args(sys.argv[sys.argv.index("--") + 1 :])
     addon = bl.load_addon(args)
+    blend = os.path.join(args.work, "scene.blend")
+    renamed = os.path.join(args.work, "renamed.blend")
+    if args.mode == "reopen":
+        bpy.ops.wm.open_mainfile(filepath=renamed)
+        state(addon, stage="reopened")
+        bpy.ops.wm.save_mainfile()
+        state(addon, stage="reopened_saved")
+        # A file never saved: nothing to attach to later; the panel names the checkpoint.
+        bpy.ops.wm.read_homefile(use_empty=True)
+        strip = bl.add_image_strip("walk", args.frames, 16)
+        start_job(addon, strip, args.work, "untitled")
+        bpy.ops.wm.open_mainfile(filepath=renamed)
+        state(addon, stage="untitled")
+        return
     scene = bpy.context.scene
     strip = bl.add_image_strip("walk", args.frames, 16)
     scene.sequence_editor.active_strip = strip
@@ -82,7 +124,6 @@ def main():
         time.sleep(600)  # the test kills this process long before
         return
 
-    blend = os.path.join(args.work, "scene.blend")
     bpy.ops.wm.save_as_mainfile(filepath=blend)
     job = start_job(addon, strip, args.work, "reload")
     t0 = time.monotonic()
@@ -100,13 +141,24 @@ def main():
         children=children(),
         strips=[s.name for s in bl.top_strips()],
     )
+    state(addon, stage="reattached")
+    # Another model chosen (and saved) since: a later load leaves it, and drops the record.
+    strip = bl.top_strips()["walk"]
+    other = os.path.join(args.work, "other.safetensors")
+    shutil.copyfile(job.job["checkpoint"], other)
+    addon.strips.set_checkpoint(strip, other)
+    bpy.ops.wm.save_mainfile()
+    state(addon, stage="other_saved")
+    bpy.ops.wm.open_mainfile(filepath=blend)
+    state(addon, stage="other_kept")
 
     strip = bl.top_strips()["walk"]
     job = start_job(addon, strip, args.work, "quit")
+    bpy.ops.wm.save_as_mainfile(filepath=renamed)  # Save As mid-run: the strip's new home
     bl.result(stage="quitting", pid=job.proc.pid, checkpoint=job.job["checkpoint"])
 
 
-if sys.argv[sys.argv.index("--mode") + 1] == "killed":
+if sys.argv[sys.argv.index("--mode") + 1] in ("killed", "reopen"):
     bl.run(main)
 try:
     main()
@@ -116,5 +168,5 @@ except BaseException:
     traceback.print_exc()
     bl.finish(1)
 # No bl.finish(): end as Blender quits, through the interpreter's normal exit, which runs the
-# add-on's atexit hook (worker_client.stop_all).
+# add-on's atexit hook (operators.stop_jobs).
 sys.stdout.flush()
