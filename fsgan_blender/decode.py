@@ -60,19 +60,17 @@ def _changes_picture(strip) -> bool:
     )
 
 
-def needs_decode(strip) -> bool:
+def needs_decode(strip, cached: bool = False) -> bool:
     """Whether Blender must render the strip's frames for the worker: a movie; image files in
     a format the worker does not read (OpenEXR, DPX, Cineon, Radiance HDR, JPEG 2000, ...); or
     image files the strip shows changed (reversed, flipped, strobed, another saturation or
-    multiply), so that training sees what the timeline shows."""
+    multiply), so that training sees what the timeline shows. ``cached``: the strip's file list
+    as remembered for a few seconds (panels)."""
     if strip.type == "MOVIE":
         return True
     if _changes_picture(strip):
         return True
-    return any(
-        os.path.splitext(strip.elements[i].filename)[1].lower() not in WORKER_IMAGE_EXTS
-        for i in strips.visible_indices(strip)
-    )
+    return not strips.source_extensions(strip, cached).issubset(WORKER_IMAGE_EXTS)
 
 
 def _fit(size: tuple[int, int], max_size: tuple[int, int] | None) -> tuple[int, int]:

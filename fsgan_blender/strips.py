@@ -144,12 +144,56 @@ def _blend_relative(strip) -> str:
     return strip.directory if strip.type == "IMAGE" else strip.filepath
 
 
-def source_files(strip) -> list[str]:
-    """The files the visible frames come from: one per frame, or the one movie file."""
+# source_files of an image strip, remembered for panels and polls (``cached=True``): they ask
+# on every redraw, and reading a long strip's elements costs (20,000 frames: about 70 ms). The
+# key holds what changes the list (the folder, the trims, the element count and the end
+# elements' names); a change it can't see (one middle element's file name edited) shows there
+# after the TTL. Jobs always read the strip afresh.
+_FILES_TTL_S = 5.0
+_files_cache: dict[tuple, tuple[float, tuple[str, ...], frozenset[str]]] = {}
+
+
+def _image_files(strip, cached: bool) -> tuple[tuple[str, ...], frozenset[str]]:
+    """(the visible frames' files, their lower-case extensions) of an image strip."""
+    elements = strip.elements
+    n = len(elements)
+    key = (
+        strip.as_pointer(),
+        strip.directory,
+        bpy.data.filepath,  # a //relative folder resolves against it
+        n,
+        elements[0].filename if n else "",
+        elements[n - 1].filename if n else "",
+        strip.frame_start,
+        strip.frame_final_start,
+        strip.frame_final_end,
+        strip.frame_offset_end,
+    )
+    now = time.monotonic()
+    hit = _files_cache.get(key)
+    if cached and hit is not None and now - hit[0] < _FILES_TTL_S:
+        return hit[1], hit[2]
+    directory = strip_directory(strip)
+    names = [elements[i].filename for i in visible_indices(strip)]
+    files = tuple(os.path.join(directory, name) for name in names)
+    exts = frozenset(os.path.splitext(name)[1].lower() for name in names)
+    if len(_files_cache) > 16:
+        _files_cache.clear()
+    _files_cache[key] = (now, files, exts)
+    return files, exts
+
+
+def source_files(strip, cached: bool = False) -> list[str]:
+    """The files the visible frames come from: one per frame, or the one movie file.
+    ``cached``: as remembered for a few seconds (panels, polls)."""
     if strip.type == "MOVIE":
         return [movie_path(strip)]
-    directory = strip_directory(strip)
-    return [os.path.join(directory, strip.elements[i].filename) for i in visible_indices(strip)]
+    return list(_image_files(strip, cached)[0])
+
+
+def source_extensions(strip, cached: bool = False) -> frozenset[str]:
+    """The lower-case extensions of an image strip's visible frame files."""
+    return _image_files(strip, cached)[1]
 
 
 def visible_frame_paths(
@@ -247,8 +291,9 @@ def strip_problem(
 
 
 def files_problem(strip, cached: bool = False) -> str | None:
-    """Which of the files behind the visible frames are missing (one sentence), or None."""
-    files = source_files(strip)
+    """Which of the files behind the visible frames are missing (one sentence), or None.
+    ``cached``: the file list and the check as remembered for a few seconds (panels, polls)."""
+    files = source_files(strip, cached)
     missing = (cached_missing_files if cached else missing_files)(files)
     if not missing:
         return None

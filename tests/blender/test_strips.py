@@ -28,6 +28,19 @@ def test_strip_frames_and_paths(python, blender, built_zip, frames16, tmp_path):
     assert trimmed["problem"] is None
     assert trimmed["resolution"] == [64, 36]
 
+    remembered = run.stage("remembered")
+    seen = remembered["seen"]
+    assert seen["start"] == frames(1, 6)
+    assert seen["trimmed"] == frames(3, 6)
+    assert seen["appended"] == frames(3, 7)
+    assert seen["last_renamed"] == [[*frames(3, 6), "frame_0016.exr"], True]  # now decoded
+    assert seen["directory"] == [remembered["directory"]]
+    after = ["frame_0003.png", "frame_0010.png", "frame_0005.png", "frame_0006.png",
+             "frame_0016.exr"]  # fmt: skip
+    assert seen["middle_fresh"] == after  # what a job reads
+    assert seen["middle_cached"] != after  # the panels' list is a few seconds behind ...
+    assert seen["middle_after_ttl"] == after  # ... and then catches up
+
     for key, (length, problem) in run.stage("subframe")["lengths"].items():
         assert length == 11 and problem is None, (key, length, problem)
 

@@ -3,6 +3,7 @@
 import os
 import shutil
 import sys
+import time
 
 import bpy
 import numpy as np
@@ -142,6 +143,33 @@ def main():
         problem=S.strip_problem(strip),
         resolution=S.strip_resolution(strip),
     )
+
+    # The file list remembered for panels and polls follows every change the key sees at
+    # once; a middle element's new file name shows after the TTL, and jobs read it afresh.
+    mem = bl.add_image_strip("mem", args.frames, 6, channel=30)
+
+    def shown():
+        return names(S.source_files(mem, cached=True))
+
+    seen = {"start": shown()}
+    mem.frame_offset_start = 2
+    seen["trimmed"] = shown()
+    mem.elements.append("frame_0007.png")
+    seen["appended"] = shown()
+    mem.elements[-1].filename = "frame_0016.exr"
+    seen["last_renamed"] = [shown(), addon.decode.needs_decode(mem, cached=True)]
+    mem.directory = os.path.join(args.work, "elsewhere_frames") + os.sep
+    seen["directory"] = sorted({os.path.dirname(p) for p in S.source_files(mem, cached=True)})
+    mem.directory = args.frames + os.sep
+    mem.elements[3].filename = "frame_0010.png"  # a middle file
+    seen["middle_cached"] = shown()
+    seen["middle_fresh"] = names(S.source_files(mem))
+    ttl, S._FILES_TTL_S = S._FILES_TTL_S, 0.05
+    time.sleep(0.1)
+    seen["middle_after_ttl"] = shown()
+    S._FILES_TTL_S = ttl
+    bl.top_strips().remove(mem)
+    bl.result(stage="remembered", seen=seen, directory=os.path.join(args.work, "elsewhere_frames"))
 
     # Sub-frame handles: Blender truncates frame_final_end, the length stays 11 frames.
     subframe = {}
