@@ -198,8 +198,9 @@ class _JobOperator:
                 extra_paths=preferences.worker_paths(prefs),
                 label=label,
             )
-            job.attach = getattr(self, "_attach", None)
             job.start()
+            if getattr(self, "_attach", None):
+                interrupted.begin(job, self._attach)  # should the job end without _end()
         except (ValueError, worker_client.WorkerError) as exc:
             self._discard_job_dir()
             self.report({"ERROR"}, str(exc))
@@ -223,6 +224,7 @@ class _JobOperator:
     def _end(self, context, job: worker_client.WorkerJob) -> set[str]:
         global _estimate
         job.close()
+        interrupted.end(job.record_id)  # what it saved is attached or reported here
         if job.state.memory:  # the panel keeps showing it once the job is over
             _estimate = {**job.state.memory, "label": job.state.label}
         worker_client.set_current(None)
@@ -909,19 +911,19 @@ def stop_jobs() -> None:
     its window closed). A training run saves its last step; that checkpoint is recorded for its
     strip (``interrupted``), which gets it when its .blend is opened again."""
     job = worker_client.stop_all()
-    if job is None or not job.attach:
+    if job is None or not job.record_id:
         return
     done = job.state.done or {}
     checkpoint = done.get("checkpoint") or job.state.checkpoint
     if not checkpoint or not os.path.isfile(checkpoint):
+        checkpoint = None
         if job.job.get("resume"):  # Continue Training's copy: it holds nothing new
             try:
                 os.remove(job.job["checkpoint"])
             except OSError:
                 pass
-        return
     step = done.get("step", job.state.step)
-    message = interrupted.record(job.attach, checkpoint, step)
+    message = interrupted.stopped(job.record_id, job.state.label, checkpoint, step)
     _log(message)
     _set_outcome("train", job.state.label, "WARNING", message)
 
@@ -971,8 +973,8 @@ def _on_save_post(filepath=None, *_args):
     _remapped = []
     if not copy:
         job = worker_client.current()
-        if job is not None and job.attach:  # Save As: the strip now lives in this file
-            job.attach["blend"] = bpy.data.filepath
+        if job is not None and job.record_id:  # Save As: the strip now lives in this file
+            interrupted.moved(job.record_id, bpy.data.filepath)
         interrupted.forget_saved()
 
 

@@ -215,9 +215,9 @@ class WorkerJob:
         self._reader: threading.Thread | None = None
         self._log = None
         self._cancel_time: float | None = None
-        # Train: the strip its checkpoint belongs to (``interrupted.target``), should Blender
-        # end the job before the operator that attaches it finishes.
-        self.attach: dict[str, Any] | None = None
+        # Train: its record in interrupted.json (``interrupted.begin``), should the job end
+        # without the operator that attaches its checkpoint to the strip.
+        self.record_id: str | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 

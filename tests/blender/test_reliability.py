@@ -201,8 +201,9 @@ def test_file_reload_and_quit_end_the_worker(python, blender, built_zip, frames1
     assert "Training 'walk' was stopped:" in untitled["panel"], untitled
 
 
-def test_killed_blender_leaves_no_worker(frames16, built_zip, tmp_path):
-    """Blender itself is SIGKILLed mid-job: the worker sees its stdin close and ends."""
+def test_killed_blender_leaves_no_worker(blender, frames16, built_zip, tmp_path):
+    """Blender itself is SIGKILLed mid-job: the worker sees its stdin close, saves and ends;
+    opening the file again attaches what it saved to the strip."""
     bpy_version(sys.executable)
     env = dict(os.environ, HOME=str(tmp_path / "home"))
     env.pop("FSGAN_PYTHON", None)
@@ -234,8 +235,14 @@ def test_killed_blender_leaves_no_worker(frames16, built_zip, tmp_path):
     # Nothing half-written: no temp file, and a checkpoint (if the worker got to save one with
     # its stdout gone) is complete.
     assert not list(tmp_path.glob(".tmp-*"))
-    if os.path.exists(running["checkpoint"]):
-        assert safetensors_step(running["checkpoint"]) >= 1
+    assert safetensors_step(running["checkpoint"]) >= 1
+    # The same HOME (the blender fixture's): the record the killed Blender wrote is there.
+    reopen = blender(sys.executable, "bl_rel_lifecycle.py", "--zip", built_zip, "--frames",
+                     frames16, "--work", tmp_path, "--mode", "reopen_killed")  # fmt: skip
+    reopened = reopen.stage("reopened")
+    assert reopened["checkpoint_now"] == running["checkpoint"], reopened
+    assert "did not finish (Blender closed or crashed)" in reopened["outcome"]["message"]
+    assert reopened["records"] == [["walk", "killed.safetensors"]]  # until saved
 
 
 @pytest.mark.parametrize("python", bpy_params(extra=False))

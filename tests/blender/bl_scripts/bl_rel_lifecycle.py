@@ -8,8 +8,10 @@ Stages (``--mode``):
 - ``reopen``: open the file that ``reload`` saved under another name while its last job ran:
   the strip gets the checkpoint of the job that Blender's quit stopped; saving ends the record.
   Then a job in a file never saved, stopped by a load: the panel says where its model is.
-- ``killed``: start a job, report the worker's pid, then wait to be SIGKILLed by the test; the
-  worker notices its stdin closing (``--parent-watch``) and ends by itself.
+- ``killed``: start a job in a saved file, report the worker's pid, then wait to be SIGKILLed
+  by the test; the worker notices its stdin closing (``--parent-watch``), saves and ends.
+- ``reopen_killed``: open that file again: the strip gets what the killed run saved (the
+  record its Blender wrote when the job started).
 """
 
 import json
@@ -83,8 +85,8 @@ def start_job(addon, strip, work, name):
         addon.worker_client.find_core_parent(addon.preferences.addon_dir()),
         label=strip.name,
     )
-    job.attach = addon.interrupted.target(bpy.context.scene, strip)  # as the operator does
     job.start()
+    addon.interrupted.begin(job, addon.interrupted.target(bpy.context.scene, strip))  # as Train
     wc.set_current(job)
     deadline = time.monotonic() + 300
     while job.state.step < 1:
@@ -97,7 +99,8 @@ def start_job(addon, strip, work, name):
 
 def main():
     p = bl.parser()
-    p.add_argument("--mode", choices=("reload", "killed", "reopen"), required=True)
+    p.add_argument("--mode", choices=("reload", "killed", "reopen", "reopen_killed"),
+                   required=True)  # fmt: skip
     args = p.parse_args(sys.argv[sys.argv.index("--") + 1 :])
     addon = bl.load_addon(args)
     blend = os.path.join(args.work, "scene.blend")
@@ -114,11 +117,16 @@ def main():
         bpy.ops.wm.open_mainfile(filepath=renamed)
         state(addon, stage="untitled")
         return
+    if args.mode == "reopen_killed":
+        bpy.ops.wm.open_mainfile(filepath=os.path.join(args.work, "killed.blend"))
+        state(addon, stage="reopened")
+        return
     scene = bpy.context.scene
     strip = bl.add_image_strip("walk", args.frames, 16)
     scene.sequence_editor.active_strip = strip
 
     if args.mode == "killed":
+        bpy.ops.wm.save_as_mainfile(filepath=os.path.join(args.work, "killed.blend"))
         job = start_job(addon, strip, args.work, "killed")
         bl.result(stage="running", pid=job.proc.pid, checkpoint=job.job["checkpoint"])
         time.sleep(600)  # the test kills this process long before
@@ -158,7 +166,7 @@ def main():
     bl.result(stage="quitting", pid=job.proc.pid, checkpoint=job.job["checkpoint"])
 
 
-if sys.argv[sys.argv.index("--mode") + 1] in ("killed", "reopen"):
+if sys.argv[sys.argv.index("--mode") + 1] != "reload":
     bl.run(main)
 try:
     main()
