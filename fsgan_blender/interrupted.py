@@ -5,31 +5,47 @@ Opening another file, reverting, quitting, disabling the add-on, or Blender cras
 killed ends the job without that: the worker saves its last step (on a crash too: it sees its
 stdin close), but nothing attaches it. So every training job is recorded in the extension's user
 folder while it runs (``begin``: the .blend file, scene and strip, the model the strip had, the
-checkpoint, this Blender's process id); the operator drops the record when it finishes (``end``).
-A record that outlives its job (Blender stopped it: ``stopped``; or the process is gone) is
-acted on when its .blend is opened (``reattach``, on every file load): the strip gets the saved
-checkpoint, as a finished run would have given it, unless the strip has been given another model
-since. It stays until the file is saved with the model attached (``forget_saved``), so closing the
-reopened file without saving loses nothing either.
+checkpoint, this Blender's process id and a token of this session); the operator drops the
+record when it finishes (``end``). A record that outlives its job (Blender stopped it:
+``stopped``; or its Blender is gone) is acted on when its .blend is opened (``reattach``, on every
+file load): the strip gets the saved checkpoint, as a finished run would have given it, unless the
+strip has been given another model since. The record stays until the file is next saved
+(``forget_saved``): closing the reopened file without saving loses nothing, and a strip set back
+to its old model and saved keeps it.
+
+Nothing here may raise into Blender (handlers, unregister, atexit): failures are logged, and at
+worst a record is lost, never a checkpoint.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import sys
 import time
 
 import bpy
 
-from . import checkpoints, paths, strips
+from . import checkpoints, paths, strips, worker_client
 
 RECORD_NAME = "interrupted.json"
 KEEP_S = 90 * 24 * 3600  # a record for a file that is never opened again goes after 90 days
+# This Blender session: a process id alone can come back (a reboot, pid namespaces, reuse).
+_TOKEN = secrets.token_hex(8)
+_record_path_cached = ""
+
+
+def _log(text: str) -> None:
+    print(f"FrameSequenceGAN: {text}", flush=True)
 
 
 def _record_path() -> str:
-    return os.path.join(paths.user_dir(""), RECORD_NAME)
+    # Remembered: at exit Blender may no longer tell the extension's folder.
+    global _record_path_cached
+    if not _record_path_cached:
+        _record_path_cached = os.path.join(paths.user_dir(""), RECORD_NAME)
+    return _record_path_cached
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -39,22 +55,26 @@ def _same_file(a: str, b: str) -> bool:
 
 
 def _alive(pid: int) -> bool:
-    """Whether process ``pid`` runs (never signals it: on Windows os.kill would end it)."""
-    if pid == os.getpid():
-        return True
-    if pid <= 0:
+    """Whether another process ``pid`` runs (never signals it: on Windows os.kill ends it)."""
+    if pid <= 0 or pid == os.getpid() or pid > 2**31 - 1:
         return False
     if sys.platform == "win32":
         import ctypes
+        from ctypes import wintypes
 
-        kernel32 = ctypes.windll.kernel32
-        handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+        kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+        kernel32.OpenProcess.restype = wintypes.HANDLE
+        kernel32.OpenProcess.argtypes = (wintypes.DWORD, wintypes.BOOL, wintypes.DWORD)
+        kernel32.WaitForSingleObject.argtypes = (wintypes.HANDLE, wintypes.DWORD)
+        kernel32.CloseHandle.argtypes = (wintypes.HANDLE,)
+        synchronize, query = 0x00100000, 0x1000  # SYNCHRONIZE, PROCESS_QUERY_LIMITED_INFORMATION
+        handle = kernel32.OpenProcess(synchronize | query, False, pid)
         if not handle:
-            return False
-        code = ctypes.c_ulong()
-        ok = kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
-        kernel32.CloseHandle(handle)
-        return bool(ok) and code.value == 259  # STILL_ACTIVE
+            return ctypes.get_last_error() == 5  # ERROR_ACCESS_DENIED: it exists
+        try:
+            return kernel32.WaitForSingleObject(handle, 0) == 0x102  # WAIT_TIMEOUT: running
+        finally:
+            kernel32.CloseHandle(handle)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -65,12 +85,18 @@ def _alive(pid: int) -> bool:
 
 
 def _running(entry: dict) -> bool:
-    """The entry's job may still be running: its Blender is alive and has not let it go."""
-    return bool(entry.get("pid")) and _alive(int(entry["pid"]))
+    """The entry's job may still be running: in this session, it is the current job; else its
+    Blender is alive and has not let it go."""
+    if not entry.get("pid"):
+        return False  # let go (stopped)
+    if entry.get("token") == _TOKEN:
+        job = worker_client.current()
+        return job is not None and job.record_id == entry["id"]
+    return _alive(entry["pid"])
 
 
 def _read() -> list[dict]:
-    """The records still worth keeping."""
+    """The records still worth keeping; the file is rewritten without the others."""
     try:
         with open(_record_path(), encoding="utf-8") as f:
             entries = json.load(f)
@@ -85,11 +111,15 @@ def _read() -> list[dict]:
             isinstance(e.get(k), str) for k in ("id", "blend", "scene", "strip", "checkpoint")
         ):
             continue
-        if now - float(e.get("time") or 0) > KEEP_S:
+        if not isinstance(e.get("time"), (int, float)) or not isinstance(e.get("pid"), int):
+            continue
+        if now - e["time"] > KEEP_S:
             continue
         if not _running(e) and (not e["blend"] or not os.path.isfile(e["checkpoint"])):
             continue  # ended with nothing saved, or in a file that can't be found again
         keep.append(e)
+    if len(keep) != len(entries):
+        _write(keep)
     return keep
 
 
@@ -99,8 +129,16 @@ def _write(entries: list[dict]) -> None:
     try:
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(entries, f, indent=1)
-        os.replace(tmp, path)
-    except OSError:
+        for attempt in range(5):
+            try:
+                os.replace(tmp, path)
+                return
+            except PermissionError:  # Windows: another Blender is reading it this moment
+                if attempt == 4:
+                    raise
+                time.sleep(0.05)
+    except OSError as exc:
+        _log(f"the record of running training jobs could not be written ({exc})")
         try:
             os.remove(tmp)
         except OSError:
@@ -119,31 +157,48 @@ def target(scene, strip) -> dict:
 
 def begin(job, attach: dict) -> None:
     """Record the started training ``job`` (a ``WorkerJob``) for the strip in ``attach``."""
-    entries = _read()
-    entries.append(
-        {
-            **attach,
-            "id": job.job_dir,
-            "checkpoint": job.job["checkpoint"],
-            "pid": os.getpid(),
-            "time": time.time(),
-        }
-    )
-    _write(entries)
     job.record_id = job.job_dir
+    try:
+        entries = _read()
+        entries.append(
+            {
+                **attach,
+                "id": job.job_dir,
+                "checkpoint": job.job["checkpoint"],
+                "pid": os.getpid(),
+                "token": _TOKEN,
+                "time": time.time(),
+            }
+        )
+        _write(entries)
+    except Exception as exc:  # noqa: BLE001 - the job runs on; only this safety net is lost
+        _log(f"the training job could not be recorded ({exc!r})")
 
 
 def _update(record_id: str | None, change) -> None:
     if not record_id:
         return
-    entries = _read()
-    out = []
-    for e in entries:
-        if e["id"] == record_id:
-            e = change(e)
-        if e is not None:
-            out.append(e)
-    _write(out)
+    try:
+        entries = _read()
+        out = []
+        for e in entries:
+            if e["id"] == record_id:
+                e = change(e)
+            if e is not None:
+                out.append(e)
+        if out != entries:
+            _write(out)
+    except Exception as exc:  # noqa: BLE001 - never into Blender's handlers or unregister
+        _log(f"the record of training job {record_id} could not be updated ({exc!r})")
+
+
+def started_from(record_id: str | None) -> str:
+    """The model the recorded job's strip had when it started ('' if none or unknown)."""
+    try:
+        entry = next((e for e in _read() if e["id"] == record_id), None)
+    except Exception:  # noqa: BLE001
+        return ""
+    return (entry or {}).get("previous") or ""
 
 
 def end(record_id: str | None) -> None:
@@ -159,27 +214,37 @@ def moved(record_id: str | None, blend: str) -> None:
 def stopped(record_id: str | None, name: str, checkpoint: str | None, step: int) -> str:
     """Blender stopped the job; ``checkpoint`` is what it saved (None: nothing). Returns one
     sentence for the panel."""
-    entry = next((e for e in _read() if e["id"] == record_id), None)
+    try:
+        entry = next((e for e in _read() if e["id"] == record_id), None)
+    except Exception:  # noqa: BLE001
+        entry = None
     blend = entry["blend"] if entry else ""
     if not checkpoint or not blend:
         end(record_id)
         if not checkpoint:
             return f"Training of '{name}' stopped before it saved a step."
         return (
-            f"Training of '{name}' stopped at step {step} when the file was closed; the file was "
-            f"never saved, so its model stays at {checkpoint}: Use Checkpoint File attaches it."
+            f"Training of '{name}' was stopped at step {step}. The file was never saved, so its "
+            f"model stays at {checkpoint}: Use Checkpoint File attaches it."
         )
     _update(record_id, lambda e: {**e, "pid": 0, "step": step})
     return (
-        f"Training of '{name}' stopped at step {step} when {os.path.basename(blend)} was "
-        f"closed; its model ({checkpoint}) is attached to the strip when the file is opened "
-        "again."
+        f"Training of '{name}' was stopped at step {step}. When {os.path.basename(blend)} is "
+        f"next opened, its model ({checkpoint}) is attached to the strip."
     )
 
 
 def reattach() -> list[tuple[str, str]]:
     """Give this file's strips the checkpoints of their training runs that ended without their
     operator; returns (strip name, one sentence) for each."""
+    try:
+        return _reattach()
+    except Exception as exc:  # noqa: BLE001 - a load_post handler: never into Blender
+        _log(f"models of stopped training runs could not be attached ({exc!r})")
+        return []
+
+
+def _reattach() -> list[tuple[str, str]]:
     blend = bpy.data.filepath
     entries = _read()
     if not blend or not entries:
@@ -192,17 +257,26 @@ def reattach() -> list[tuple[str, str]]:
             continue
         strip = strips.find_strip(bpy.data.scenes.get(entry["scene"]), entry["strip"])
         if strip is None:
-            continue  # deleted (and saved so) since: the checkpoint stays where it is
-        current = strips.checkpoint_of(strip)
+            done.append(
+                (
+                    entry["strip"],
+                    f"Training of '{entry['strip']}' ended early, but this file has no strip "
+                    f"'{entry['strip']}' in scene '{entry['scene']}' any more; its model is at "
+                    f"{entry['checkpoint']} (Use Checkpoint File attaches it).",
+                )
+            )
+            continue
+        current, previous = strips.checkpoint_of(strip), entry.get("previous") or ""
         if _same_file(current, entry["checkpoint"]):
             continue  # saved with it already
-        if os.path.normcase(current) != os.path.normcase(entry.get("previous") or ""):
+        if not ((not current and not previous) or _same_file(current, previous)):
             continue  # given another model since: that choice stands
         about, problem = checkpoints.summary(entry["checkpoint"])
         if problem:
+            _log(f"not attached to '{strip.name}': {problem}")
             continue
         strips.set_checkpoint(strip, entry["checkpoint"])
-        keep.append(entry)  # until the file is saved with it
+        keep.append({**entry, "offered": True})  # until the file is saved (forget_saved)
         how = "was stopped" if "step" in entry else "did not finish (Blender closed or crashed)"
         done.append(
             (
@@ -211,21 +285,30 @@ def reattach() -> list[tuple[str, str]]:
                 "to the strip again. Save the file to keep it.",
             )
         )
-    if len(keep) != len(entries):
+    if keep != entries:
         _write(keep)
     return done
 
 
 def forget_saved() -> None:
-    """The file was saved: records whose strip now holds its checkpoint are done."""
-    blend = bpy.data.filepath
-    entries = _read()
-    keep = []
-    for entry in entries:
-        if _same_file(entry["blend"], blend) and not _running(entry):
-            strip = strips.find_strip(bpy.data.scenes.get(entry["scene"]), entry["strip"])
-            if strip is None or _same_file(strips.checkpoint_of(strip), entry["checkpoint"]):
-                continue
-        keep.append(entry)
-    if len(keep) != len(entries):
-        _write(keep)
+    """The file was saved: a record is done once its strip was offered the model (kept or set
+    back: the file now says which), holds it, or is gone."""
+    try:
+        blend = bpy.data.filepath
+        entries = _read()
+        keep = []
+        for entry in entries:
+            if _same_file(entry["blend"], blend) and not _running(entry):
+                scene = bpy.data.scenes.get(entry["scene"])
+                strip = strips.find_strip(scene, entry["strip"])
+                if (
+                    strip is None
+                    or entry.get("offered")
+                    or _same_file(strips.checkpoint_of(strip), entry["checkpoint"])
+                ):
+                    continue
+            keep.append(entry)
+        if keep != entries:
+            _write(keep)
+    except Exception as exc:  # noqa: BLE001 - a save_post handler: never into Blender
+        _log(f"the record of stopped training runs could not be updated ({exc!r})")

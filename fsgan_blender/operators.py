@@ -224,7 +224,6 @@ class _JobOperator:
     def _end(self, context, job: worker_client.WorkerJob) -> set[str]:
         global _estimate
         job.close()
-        interrupted.end(job.record_id)  # what it saved is attached or reported here
         if job.state.memory:  # the panel keeps showing it once the job is over
             _estimate = {**job.state.memory, "label": job.state.label}
         worker_client.set_current(None)
@@ -232,6 +231,7 @@ class _JobOperator:
         message = self._failure_text(job)
         if message is not None:
             self._clean_failed(job)
+            interrupted.end(job.record_id)  # what it saved is in the message or on the strip
             _log(f"{self.kind} failed: {message}")
             _set_outcome(self.kind, job.state.label, "ERROR", message)
             self.report({"ERROR"}, message)
@@ -239,9 +239,13 @@ class _JobOperator:
         try:
             result = self._finish(context, job)
         except (ValueError, OSError) as exc:
+            interrupted.end(job.record_id)
             _set_outcome(self.kind, job.state.label, "ERROR", str(exc))
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
+        # Attached (or reported). An unexpected error above keeps the record instead: the
+        # file's next load attaches what the run saved.
+        interrupted.end(job.record_id)
         prefs = preferences.get(context)
         if prefs is not None and not prefs.keep_job_files:
             shutil.rmtree(job.job_dir, ignore_errors=True)
@@ -779,6 +783,7 @@ class FSGAN_OT_extend_animation(_JobOperator, bpy.types.Operator):
             scene, source, self._out_dir, [os.path.basename(p) for p in frames], frame_start
         )
         strips.set_checkpoint(new, job.job["checkpoint"])  # so Extend can continue from its end
+        hidden = strips.reveal_in_metas(scene.sequence_editor, new)
         for s in strips.all_strips(scene.sequence_editor):
             s.select = False
         new.select = True
@@ -800,6 +805,9 @@ class FSGAN_OT_extend_animation(_JobOperator, bpy.types.Operator):
             message += f" The preview range now ends at frame {last}."
         _log(message)
         self.report({"INFO"}, message)
+        if hidden:
+            _log(hidden)
+            self.report({"WARNING"}, hidden)
         return {"FINISHED"}
 
 
@@ -913,19 +921,26 @@ def stop_jobs() -> None:
     job = worker_client.stop_all()
     if job is None or not job.record_id:
         return
-    done = job.state.done or {}
-    checkpoint = done.get("checkpoint") or job.state.checkpoint
-    if not checkpoint or not os.path.isfile(checkpoint):
-        checkpoint = None
-        if job.job.get("resume"):  # Continue Training's copy: it holds nothing new
-            try:
-                os.remove(job.job["checkpoint"])
-            except OSError:
-                pass
-    step = done.get("step", job.state.step)
-    message = interrupted.stopped(job.record_id, job.state.label, checkpoint, step)
-    _log(message)
-    _set_outcome("train", job.state.label, "WARNING", message)
+    try:
+        done = job.state.done or {}
+        checkpoint = done.get("checkpoint") or job.state.checkpoint
+        if not checkpoint or not os.path.isfile(checkpoint):
+            checkpoint = None
+            copy = job.job["checkpoint"] if job.job.get("resume") else ""
+            if copy and os.path.isfile(copy):
+                # Continue Training's copy, and no event said it was saved: a worker killed
+                # after its save but before the event holds new steps, else nothing new.
+                started = interrupted.started_from(job.record_id)
+                if started and checkpoints.summary(copy) == checkpoints.summary(started):
+                    os.remove(copy)
+                else:
+                    checkpoint = copy
+        step = done.get("step", job.state.step)
+        message = interrupted.stopped(job.record_id, job.state.label, checkpoint, step)
+        _log(message)
+        _set_outcome("train", job.state.label, "WARNING", message)
+    except Exception as exc:  # noqa: BLE001 - handlers, unregister and atexit must go on
+        _log(f"after stopping training: {exc!r}")
 
 
 @bpy.app.handlers.persistent

@@ -526,6 +526,56 @@ def free_channel(
     raise ValueError(f"No channel is free for frames {start}-{end - 1}.")
 
 
+def reveal_in_metas(sequence_editor, strip) -> str | None:
+    """A strip added inside a meta strip past the meta's end does not play: Blender keeps the
+    meta's range and hides what lies beyond. Extend the meta (and each meta holding it) to the
+    strip's end where that shows nothing else the meta hid and overlaps no strip beside it (an
+    overlap makes Blender move the meta to another channel). Returns None, or one sentence
+    saying what is still hidden and why."""
+    end = strip.frame_final_end
+    inner = strip
+    holder = owner(sequence_editor, strip)
+    while holder is not sequence_editor and getattr(holder, "type", "") == "META":
+        meta = holder
+        old_end = meta.frame_final_end
+        if old_end >= end:
+            return None
+        parent = owner(sequence_editor, meta)
+        if meta.lock or meta.channel in closed_channels(parent):
+            return (
+                f"'{strip.name}' is inside meta strip '{meta.name}', which ends at frame "
+                f"{old_end - 1}: the frames after it do not play until the meta is extended to "
+                f"frame {end - 1} (not done here: the meta or its channel is locked)."
+            )
+        hidden = [
+            s
+            for s in children(meta)
+            if s != inner and s.frame_final_start < end and s.frame_final_end > old_end
+        ]
+        blocking = [
+            s
+            for s in children(parent)
+            if s != meta
+            and s.channel == meta.channel
+            and s.frame_final_start < end
+            and s.frame_final_end > old_end
+        ]
+        if hidden or blocking:
+            why = (
+                f"it would also show '{hidden[0].name}', which the meta hides"
+                if hidden
+                else f"'{blocking[0].name}' is in the way on channel {meta.channel}"
+            )
+            return (
+                f"'{strip.name}' is inside meta strip '{meta.name}', which ends at frame "
+                f"{old_end - 1}: the frames after it do not play until the meta is extended to "
+                f"frame {end - 1} (not done here: {why})."
+            )
+        meta.frame_final_end = end
+        inner, holder = meta, parent
+    return None
+
+
 def insert_image_strip(scene, source, directory: str, filenames: list[str], frame_start: int):
     """A new image strip of ``filenames`` at ``frame_start`` on a free channel.
 
@@ -544,6 +594,10 @@ def insert_image_strip(scene, source, directory: str, filenames: list[str], fram
     strip = collection.new_image(f"{source.name}_gan", first, channel, frame_start)
     for name in filenames[1:]:
         strip.elements.append(name)
+    if holder is not se:
+        # Appending elements does not update the meta's own range (it was computed from the
+        # one-frame strip): setting the end does, else the meta would show the first frame only.
+        strip.frame_final_end = end
     if bpy.data.filepath and bpy.context.preferences.filepaths.use_relative_paths:
         try:
             strip.directory = bpy.path.relpath(directory) + "/"

@@ -179,8 +179,14 @@ def test_file_reload_and_quit_end_the_worker(python, blender, built_zip, frames1
     assert "attached to the strip again" in reattached["outcome"]["message"], reattached
     assert "Training 'walk' was stopped:" in reattached["panel"], reattached
     assert reattached["records"] == [["walk", "reload.safetensors"]]  # kept until saved
-    # Another model saved on the strip since: a later load keeps it and forgets the record.
-    assert run.stage("other_saved")["records"] == [["walk", "reload.safetensors"]]
+    # Set back to no model and saved: that choice stands at the next load.
+    declined = run.stage("declined")
+    assert declined["checkpoint_now"] is None and declined["records"] == [], declined
+    # Another model saved on the strip after a run stopped: a later load keeps it, and forgets
+    # the record.
+    other_saved = run.stage("other_saved")
+    assert other_saved["records"] == [["walk", "stopped_open.safetensors"]], other_saved
+    assert "When scene.blend is next opened" in other_saved["outcome"]["message"], other_saved
     other_kept = run.stage("other_kept")
     assert other_kept["checkpoint_now"].endswith("other.safetensors"), other_kept
     assert other_kept["records"] == []

@@ -112,3 +112,21 @@ def test_strip_frames_and_paths(python, blender, built_zip, frames16, tmp_path):
     if seq["supported"]:
         assert seq["active_scene"] == "Scene" and seq["before"] is None
         assert seq["used"] == "Edit" and seq["active"] == "shot" and seq["train_poll"] is True
+
+
+@pytest.mark.parametrize("python", bpy_params())
+def test_extend_inside_metas_plays_every_frame(python, blender, built_zip, frames16, tmp_path):
+    """A strip added inside a meta (and a meta in a meta): the metas grow to its end without
+    moving, and every new frame renders as the same files do as a plain strip (Blender keeps a
+    meta's range when strips are added inside, and appended elements would freeze on one)."""
+    run = blender(python, "bl_strips.py", "--zip", built_zip, "--frames", frames16,
+                  "--work", tmp_path)  # fmt: skip
+    meta = run.stage("meta")
+    single, nested = meta["single"], meta["nested"]
+    assert single["hidden"] is None and nested["hidden"] is None, meta
+    assert single["new"] == [9, 17] and single["meta"] == [1, 17, 2], single
+    assert nested["new"] == [109, 117] and nested["meta"] == [101, 117, 2], nested
+    assert nested["outer"] == [101, 117, 3], nested
+    for case in (single, nested):
+        assert case["moving"] > 1, case  # the frames differ, so a frozen frame would show
+        assert case["diffs"] == [0.0, 0.0, 0.0], case

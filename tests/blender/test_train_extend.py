@@ -109,3 +109,19 @@ def test_install_train_extend_undo_reopen(python, blender, built_zip, frames16, 
     assert resumed != checkpoint and os.path.isfile(resumed)
     assert os.path.dirname(resumed) == os.path.dirname(checkpoint)  # the same model folder
     assert "default preset, 64 x 36, 6 steps" in r["labels"], r["labels"]  # 4 + 2 more
+
+    # Extend inside a meta strip: the new strip goes into the meta, which grows to play it
+    # (the render differs from the meta muted); where growing would overlap the next strip on
+    # the meta's channel (Blender would move the meta), the meta stays and a warning says so.
+    meta = run.stage("meta")
+    grows, blocked = meta["grows"], meta["blocked"]
+    assert grows["op"]["ret"] == ["FINISHED"] and grows["in_meta"], grows
+    assert grows["new"][1:] == [316, 319] and grows["meta"] == [300, 319, 10], grows
+    assert grows["shown_vs_muted"] > 10, grows
+    assert blocked["op"]["ret"] == ["FINISHED"] and blocked["in_meta"], blocked
+    assert blocked["meta"] == [400, 416, 10], blocked  # not moved, not grown
+    assert (
+        "'blocked_plate_gan' is inside meta strip 'blocked', which ends at frame 415: the "
+        "frames after it do not play until the meta is extended to frame 418 (not done here: "
+        "'blocked_next' is in the way on channel 10)."
+    ) in run.output

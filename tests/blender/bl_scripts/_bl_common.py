@@ -13,6 +13,7 @@ import sys
 import traceback
 
 import bpy
+import numpy as np
 
 MODULE = "bl_ext.user_default.fsgan_blender"
 
@@ -164,3 +165,20 @@ def draw_panel(panel_cls, context=None) -> list[dict]:
     host.layout = layout
     panel_cls.draw(host, context or bpy.context)
     return layout.log
+
+
+def render(scene, frame: int, path: str) -> np.ndarray:
+    """What ``scene``'s timeline shows at ``frame`` (sRGB, Standard view, no dither)."""
+    r = scene.render
+    r.resolution_x, r.resolution_y, r.resolution_percentage = 64, 36, 100
+    r.dither_intensity = 0.0
+    r.image_settings.file_format = "PNG"
+    scene.view_settings.view_transform = "Standard"
+    scene.frame_start = scene.frame_end = frame
+    r.filepath = path + "_####"
+    bpy.ops.render.render(animation=True, scene=scene.name)
+    img = bpy.data.images.load(f"{path}_{frame:04d}.png", check_existing=False)
+    a = np.empty(len(img.pixels), np.float32)
+    img.pixels.foreach_get(a)
+    bpy.data.images.remove(img)
+    return a

@@ -150,8 +150,16 @@ def main():
         strips=[s.name for s in bl.top_strips()],
     )
     state(addon, stage="reattached")
-    # Another model chosen (and saved) since: a later load leaves it, and drops the record.
+    # Declined: the strip set back to no model and the file saved: the next load leaves it so.
+    del bl.top_strips()["walk"][addon.paths.CHECKPOINT_KEY]
+    bpy.ops.wm.save_mainfile()
+    bpy.ops.wm.open_mainfile(filepath=blend)
+    state(addon, stage="declined")
+    # Another model chosen (and saved) after a run stopped with the file open (as disabling the
+    # add-on does): the next load keeps that model and drops the record.
     strip = bl.top_strips()["walk"]
+    job = start_job(addon, strip, args.work, "stopped_open")
+    addon.operators.stop_jobs()
     other = os.path.join(args.work, "other.safetensors")
     shutil.copyfile(job.job["checkpoint"], other)
     addon.strips.set_checkpoint(strip, other)

@@ -16,23 +16,6 @@ def names(paths):
     return [os.path.basename(p) for p in paths]
 
 
-def render(scene, frame: int, path: str) -> np.ndarray:
-    """What ``scene``'s timeline shows at ``frame`` (sRGB, Standard view, no dither)."""
-    r = scene.render
-    r.resolution_x, r.resolution_y, r.resolution_percentage = 64, 36, 100
-    r.dither_intensity = 0.0
-    r.image_settings.file_format = "PNG"
-    scene.view_settings.view_transform = "Standard"
-    scene.frame_start = scene.frame_end = frame
-    r.filepath = path + "_####"
-    bpy.ops.render.render(animation=True, scene=scene.name)
-    img = bpy.data.images.load(f"{path}_{frame:04d}.png", check_existing=False)
-    a = np.empty(len(img.pixels), np.float32)
-    img.pixels.foreach_get(a)
-    bpy.data.images.remove(img)
-    return a
-
-
 def look_stage(S, args):
     """The generated strip looks the way the source does: insert the source's own frames as the
     "generated" frames and compare the timeline's renders of the two strips."""
@@ -73,9 +56,9 @@ def look_stage(S, args):
     os.makedirs(folder, exist_ok=True)
     diffs, plain_diffs = [], []
     for k in range(4):  # frame k of each strip shows frame_000{k+1}
-        a = render(scene, 1 + k, os.path.join(folder, "src"))
-        b = render(scene, 20 + k, os.path.join(folder, "new"))
-        c = render(scene, 30 + k, os.path.join(folder, "plain"))
+        a = bl.render(scene, 1 + k, os.path.join(folder, "src"))
+        b = bl.render(scene, 20 + k, os.path.join(folder, "new"))
+        c = bl.render(scene, 30 + k, os.path.join(folder, "plain"))
         diffs.append(round(float(np.abs(a - b).mean() * 255), 3))
         plain_diffs.append(round(float(np.abs(a - c).mean() * 255), 3))
     copied = new.modifiers
@@ -117,6 +100,59 @@ def linked_stage(S, args):
     plate = bl.strips_of(linked.sequence_editor)["plate"]
     bl.result(stage="linked", library=linked.library is not None, problem=S.strip_problem(plate))
     bpy.data.scenes.remove(linked)
+
+
+def meta_stage(S, args):
+    """insert_image_strip + reveal_in_metas inside a meta, and inside a meta in a meta: every
+    new frame plays (the render at the new strip's frame k equals the plate's render of the same
+    file), and the metas grow to the new end without moving."""
+    scene = bpy.data.scenes.new("metas")
+    se = scene.sequence_editor_create()
+    top = bl.strips_of(se)
+    out = {}
+    for case, start in (("single", 1), ("nested", 101)):
+        plate = top.new_image(f"{case}_plate", os.path.join(args.frames, "frame_0001.png"), 1,
+                              start)  # fmt: skip
+        for i in range(2, 9):
+            plate.elements.append(f"frame_{i:04d}.png")
+        meta = top.new_meta(f"{case}_meta", 2, start)
+        plate.move_to_meta(meta)
+        meta.frame_final_end = start + 8
+        outer = None
+        if case == "nested":
+            outer = top.new_meta(f"{case}_outer", 3, start)
+            meta.move_to_meta(outer)
+            outer.frame_final_end = start + 8
+        files = [f"frame_{i:04d}.png" for i in range(9, 17)]  # the plate's next 8 files
+        new = S.insert_image_strip(scene, plate, args.frames, files, start + 8)
+        hidden = S.reveal_in_metas(se, new)
+        # The same files as a plain strip in a scene of its own: what each frame must show.
+        ref_scene = bpy.data.scenes.new(f"{case}_ref")
+        ref = bl.strips_of(ref_scene.sequence_editor_create()).new_image(
+            "ref", os.path.join(args.frames, files[0]), 1, start + 8
+        )
+        for name in files[1:]:
+            ref.elements.append(name)
+        diffs, steps = [], []
+        for k in (0, 3, 7):
+            a = bl.render(scene, start + 8 + k, os.path.join(args.work, f"{case}_new"))
+            b = bl.render(ref_scene, start + 8 + k, os.path.join(args.work, f"{case}_ref"))
+            diffs.append(round(float(abs(a - b).mean() * 255), 3))
+            steps.append(b)
+        moving = round(float(abs(steps[0] - steps[-1]).mean() * 255), 3)  # frames do differ
+        bpy.data.scenes.remove(ref_scene)
+        out[case] = {
+            "hidden": hidden,
+            "new": [new.frame_final_start, new.frame_final_end],
+            "meta": [meta.frame_final_start, meta.frame_final_end, meta.channel],
+            "outer": [outer.frame_final_start, outer.frame_final_end, outer.channel]
+            if outer
+            else None,
+            "diffs": diffs,
+            "moving": moving,
+        }
+    bl.result(stage="meta", **out)
+    bpy.data.scenes.remove(scene)
 
 
 def main():
@@ -170,6 +206,8 @@ def main():
     S._FILES_TTL_S = ttl
     bl.top_strips().remove(mem)
     bl.result(stage="remembered", seen=seen, directory=os.path.join(args.work, "elsewhere_frames"))
+
+    meta_stage(S, args)
 
     # Sub-frame handles: Blender truncates frame_final_end, the length stays 11 frames.
     subframe = {}

@@ -144,5 +144,45 @@ def main():
         ],
     )
 
+    meta_stage(addon, scene, model, args)
+
+
+def make_meta(name, frames, channel, start, count=16):
+    """A meta strip holding one image strip of ``count`` frames, showing exactly them."""
+    top = bl.top_strips()
+    inner = bl.add_image_strip(f"{name}_plate", frames, count, channel=1, frame_start=start)
+    meta = top.new_meta(name, channel, start)
+    inner.move_to_meta(meta)
+    meta.frame_final_end = start + count
+    return meta, bl.strips_of(meta)[f"{name}_plate"]
+
+
+def meta_stage(addon, scene, model, args):
+    """Extend a strip inside a meta: the meta grows to show the new frames; where growing would
+    overlap the next strip, it stays and a warning says so."""
+    out = {}
+    for name, start, blocked in (("grows", 300, False), ("blocked", 400, True)):
+        meta, plate = make_meta(name, args.frames, 10, start)
+        if blocked:
+            bl.add_color_strip(f"{name}_next", 10, start + 16, start + 40)
+        addon.strips.set_checkpoint(plate, model)
+        for s in addon.strips.all_strips(scene.sequence_editor):
+            s.select = False
+        scene.sequence_editor.active_strip = plate
+        op = bl.call_op(bpy.ops.fsgan.extend_animation, count=3, device="cpu")
+        new = scene.sequence_editor.active_strip
+        shown = bl.render(scene, start + 17, os.path.join(args.work, f"{name}_new"))
+        meta.mute = True
+        muted = bl.render(scene, start + 17, os.path.join(args.work, f"{name}_muted"))
+        meta.mute = False
+        out[name] = {
+            "op": op,
+            "new": [new.name, new.frame_final_start, new.frame_final_end],
+            "in_meta": new.name in [s.name for s in bl.strips_of(meta)],
+            "meta": [meta.frame_final_start, meta.frame_final_end, meta.channel],
+            "shown_vs_muted": round(float(abs(shown - muted).mean() * 255), 3),
+        }
+    bl.result(stage="meta", **out)
+
 
 bl.run(main)
