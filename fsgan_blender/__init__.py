@@ -8,13 +8,14 @@ import atexit
 
 import bpy
 
-from . import operators, panels, preferences, properties
+from . import menus, operators, panels, preferences, properties
 
 classes = (
     *preferences.classes,
     *properties.classes,
     *operators.classes,
     *panels.classes,
+    *menus.classes,
 )
 
 _register_classes, _unregister_classes = bpy.utils.register_classes_factory(classes)
@@ -28,6 +29,7 @@ def register():
         description="FrameSequenceGAN settings of this scene",
     )
     panels.register_extras()
+    menus.register_extras()
     operators.register_handlers()
     atexit.register(preferences.cancel_install)  # Blender quits during an install
 
@@ -36,6 +38,7 @@ def unregister():
     atexit.unregister(preferences.cancel_install)
     preferences.shutdown()
     operators.unregister_handlers()
+    menus.unregister_extras()
     panels.unregister_extras()
     del bpy.types.Scene.fsgan
     _unregister_classes()

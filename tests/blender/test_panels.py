@@ -16,6 +16,18 @@ def test_panels_and_poll_messages(python, blender, built_zip, frames16, tmp_path
     run = blender(python, "bl_panels.py", "--zip", built_zip, "--frames", frames16,
                   "--work", tmp_path)  # fmt: skip
 
+    menus = run.stage("menus")
+    assert menus["hosts"] == {
+        "SEQUENCER_MT_strip": [["'FSGAN_MT_strip'"]],
+        "SEQUENCER_MT_context_menu": [["'FSGAN_MT_strip'"]],
+    }, menus
+    assert menus["operators"] == ["fsgan.train_on_strip", "fsgan.extend_animation",
+                                  "fsgan.set_checkpoint", "fsgan.cancel_job"], menus  # fmt: skip
+    assert all(menus["known"]) and menus["context"] == ["'INVOKE_DEFAULT'"], menus
+    # A usable strip without a model: Train and Use Checkpoint File work, the rest wait.
+    assert menus["polls"] == {"fsgan.train_on_strip": True, "fsgan.extend_animation": False,
+                              "fsgan.set_checkpoint": True, "fsgan.cancel_job": False}  # fmt: skip
+
     none = run.stage("no_editor")
     assert "No active strip" in text(none["panels"]["FSGAN_PT_source"])
     assert "No active strip" in none["polls"]["train"]

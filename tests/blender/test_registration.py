@@ -14,13 +14,14 @@ def test_disable_enable_twice(python, blender, built_zip):
         "enabled": True,
         "scene_prop": True,
         "status_draws": 1,
+        "menu_entries": {"SEQUENCER_MT_strip": 1, "SEQUENCER_MT_context_menu": 1},
         "load_pre": 1,
         "prefs": True,
     }
     for stage in ("installed", "enabled0", "enabled1"):
         facts = run.stage(stage)
         assert {k: facts[k] for k in registered} == registered, (stage, facts)
-        assert len(facts["classes"]) == 9, facts["classes"]
+        assert len(facts["classes"]) == 10, facts["classes"]
         assert facts["settings_steps"] == 500  # scene.fsgan works, with its default
     for stage in ("disabled0", "disabled1"):
         facts = run.stage(stage)
@@ -28,5 +29,6 @@ def test_disable_enable_twice(python, blender, built_zip):
         assert facts["scene_prop"] is False  # the PointerProperty is removed on unregister
         assert facts["classes"] == []
         assert facts["status_draws"] == 0
+        assert set(facts["menu_entries"].values()) == {0}, facts
         assert facts["load_pre"] == 0
     assert "Traceback" not in run.output

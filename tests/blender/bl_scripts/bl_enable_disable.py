@@ -18,7 +18,9 @@ CLASSES = (
     "FSGAN_OT_set_checkpoint",
     "FSGAN_PT_extend",
     "FSGAN_PT_training_advanced",
+    "FSGAN_MT_strip",
 )
+MENUS = ("SEQUENCER_MT_strip", "SEQUENCER_MT_context_menu")
 
 
 def snapshot():
@@ -29,6 +31,14 @@ def snapshot():
         "scene_prop": hasattr(bpy.types.Scene, "fsgan"),
         "classes": [c for c in CLASSES if hasattr(bpy.types, c)],
         "status_draws": sum(1 for f in draw_funcs if f.__name__ == "draw_status"),
+        "menu_entries": {
+            m: sum(
+                1
+                for f in getattr(getattr(bpy.types, m).draw, "_draw_funcs", [])
+                if f.__name__ == "draw_entry"
+            )
+            for m in MENUS
+        },
         "load_pre": sum(1 for h in bpy.app.handlers.load_pre if h.__name__ == "_on_load_pre"),
         "prefs": bool(bpy.context.preferences.addons.get(bl.MODULE))
         and hasattr(bpy.context.preferences.addons[bl.MODULE].preferences, "python_path"),

@@ -63,6 +63,28 @@ def main():
     extend_error = bl.call_op(bpy.ops.fsgan.extend_animation)["error"]
     bl.result(stage="usable", panels=draw_all(), polls={"extend": extend_error})
 
+    # Strip > FrameSequenceGAN and the right-click menu: the submenu, and in it every
+    # operator by an id Blender knows, invoked the UI way.
+    hosts = {}
+    for name in ("SEQUENCER_MT_strip", "SEQUENCER_MT_context_menu"):
+        log = []
+        for func in getattr(bpy.types, name).draw._draw_funcs:
+            if func.__name__ == "draw_entry":
+                host = type("Host", (), {})()
+                host.layout = bl.RecordingLayout(log)
+                func(host, bpy.context)
+        hosts[name] = [e["args"] for e in log if e["call"] == "menu"]
+    menu_log = bl.draw_panel(bpy.types.FSGAN_MT_strip)
+    ids = [e["args"][0].strip("'") for e in menu_log if e["call"] == "operator"]
+    bl.result(
+        stage="menus",
+        hosts=hosts,
+        operators=ids,
+        known=[hasattr(getattr(bpy.ops, i.split(".")[0]), i.split(".")[1]) for i in ids],
+        polls={i: getattr(bpy.ops.fsgan, i.split(".")[1]).poll() for i in ids},
+        context=[e["value"] for e in menu_log if e.get("name") == "operator_context"],
+    )
+
     good["fsgan_checkpoint"] = os.path.join(args.work, "missing.safetensors")
     extend = bl.call_op(bpy.ops.fsgan.extend_animation, count=2)
     bl.result(stage="missing_checkpoint", panels=draw_all(), extend=extend)
