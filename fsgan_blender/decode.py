@@ -2,7 +2,7 @@
 does not read (OpenEXR, DPX, Cineon, Radiance HDR, JPEG 2000, ...).
 
 A copy of the strip renders in a scratch scene (sRGB display, Standard view, no dither), so the
-PNGs are what the strip shows; they are cached per strip, file versions, picture settings and
+PNGs are what the strip shows, with alpha when its frames use transparency; they are cached per strip, file versions, picture settings and
 size in the extension's user folder. Rendering needs Blender's main thread: in the UI the Train
 operator decodes one chunk per timer event (``DecodeTask``), so the window stays responsive,
 with progress and Cancel; scripts decode in one go (about 25 ms a frame for a 1080p H.264 movie
@@ -22,13 +22,13 @@ from collections.abc import Callable, Iterator
 
 import bpy
 
-from . import filecheck, paths, strips
+from . import filecheck, filememo, paths, strips
 
 # What the worker reads itself (core.data.IMAGE_EXTS); Blender decodes anything else.
 WORKER_IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".tga")
 DECODED_CACHE_KEEP = 8  # strips (per size) whose decoded frames stay in the user folder
 DECODE_CHUNK = 48  # frames Blender decodes between two progress updates
-DECODE_VERSION = 2  # part of every cache key: bump when what a decoded frame holds changes
+DECODE_VERSION = 3  # part of every cache key: bump when what a decoded frame holds changes
 _IN_USE_S = 600  # a cache folder touched this recently may serve another Blender: kept
 
 # What a strip's picture depends on, copied onto the scratch strip that renders it (those a
@@ -98,6 +98,7 @@ def _decode_cache(strip, size: tuple[int, int]) -> str:
     facts += [round(k.timeline_frame, 3) for k in getattr(strip, "retiming_keys", ())]
     facts += [repr(getattr(strip, a, None)) for a in _PICTURE_PROPS]
     facts += [(f, *strips.file_stat(f)) for f in files]
+    facts += [transparent(strip)]
     key = hashlib.sha1(repr(facts).encode()).hexdigest()[:16]
     base = paths.user_dir("decoded_frames")
     _prune(base, keep=DECODED_CACHE_KEEP, current=key)
@@ -105,6 +106,57 @@ def _decode_cache(strip, size: tuple[int, int]) -> str:
     os.makedirs(folder, exist_ok=True)
     os.utime(folder)  # most recently used
     return folder
+
+
+_alpha_memo = filememo.FileMemo(limit=64)
+
+
+def _shown_file(strip, i: int) -> str:
+    """The file content frame ``i`` of an image strip shows: reversed first, then held by the
+    strobe (Blender's rule)."""
+    n = len(strip.elements)
+    j = n - 1 - i if strip.use_reverse_frames else i
+    strobe = max(1.0, float(getattr(strip, "strobe", 1.0)))
+    j = min(max(int(j - math.fmod(j, strobe)), 0), n - 1)
+    return os.path.join(strips.strip_directory(strip), strip.elements[j].filename)
+
+
+def transparent(strip) -> bool:
+    """Whether an image strip's frames use transparency: the file its first visible frame shows
+    has an alpha channel with some pixel below opaque. Only then are decoded frames rendered
+    with alpha: a sprite keeps its transparent background, while an opaque picture (RGBA files
+    with a solid alpha, most renders) stays RGB, since scaling leaves its edges a little
+    transparent. Movie strips count as opaque. A file that looks damaged is never loaded."""
+    if strip.type != "IMAGE":
+        return False
+    visible = strips.visible_indices(strip)
+    if not visible:
+        return False
+    path = _shown_file(strip, visible[0])
+    try:
+        return _alpha_memo.get(path, path, lambda _st: _file_transparent(path))
+    except OSError:  # missing: the decode says so
+        return False
+
+
+def _file_transparent(path: str) -> bool:
+    if filecheck.damage(path, _loads):
+        return False
+    try:
+        image = bpy.data.images.load(path, check_existing=False)
+    except RuntimeError:
+        return False
+    try:
+        # 8 bits: 32 = RGBA or grey + alpha (24 RGB, 8 grey); float: 128 = RGBA (96, 32).
+        if image.depth != (128 if image.is_float else 32):
+            return False
+        import numpy as np  # bundled with Blender
+
+        pixels = np.empty(len(image.pixels), np.float32)
+        image.pixels.foreach_get(pixels)
+        return bool(pixels.size) and float(pixels[3::4].min()) < 0.999
+    finally:
+        bpy.data.images.remove(image)
 
 
 _usage: tuple[float, tuple[int, int]] | None = None
@@ -227,15 +279,7 @@ def _refuse_damaged(strip, indices: list[int], load: bool = True) -> None:
     (it would render "missing media" there without an error): empty, cut short, not the format
     its name says. Blender's rule for the file a content frame shows: reversed first, then
     held by the strobe. ``load=False``: header checks only (no file is loaded)."""
-    directory = strips.strip_directory(strip)
-    n = len(strip.elements)
-    strobe = max(1.0, float(getattr(strip, "strobe", 1.0)))
-    shown: set[int] = set()
-    for i in indices:
-        j = n - 1 - i if strip.use_reverse_frames else i
-        shown.add(int(j - math.fmod(j, strobe)))
-    for k in sorted(k for k in shown if 0 <= k < n):
-        path = os.path.join(directory, strip.elements[k].filename)
+    for path in sorted(set(_shown_file(strip, i) for i in indices)):
         why = filecheck.damage(path, _loads if load else None)
         if why:
             raise ValueError(
@@ -408,7 +452,7 @@ def _render_copy(
         if hasattr(r.image_settings, "media_type"):  # 5.0
             r.image_settings.media_type = "IMAGE"
         r.image_settings.file_format = "PNG"
-        r.image_settings.color_mode = "RGB"
+        r.image_settings.color_mode = "RGBA" if transparent(strip) else "RGB"
         r.image_settings.color_depth = "8"
         colour = [
             strips.set_enum(tmp.display_settings, "display_device", "sRGB"),

@@ -117,3 +117,16 @@ def test_movie_and_exr_strips_decode_train_extend(python, blender, built_zip, fr
         in (r["decode_damaged"])
     )
     assert r["train_gone"]["ret"] == ["CANCELLED"] and "is missing" in r["train_gone"]["error"]
+
+    # Transparency survives decoding: a flipped RGBA sprite and an RGBA OpenEXR decode to RGBA
+    # PNGs with their transparent background (training and Extend's context), and Extend from
+    # the sprite writes RGBA frames; an opaque picture stored as RGBA stays RGB (no edge alpha).
+    alpha = run.stage("alpha")
+    for name in ("sprite", "sprite_exr"):
+        case = alpha[name]
+        assert case["needs_decode"] and case["frames"] == [[32, 0.0], [32, 0.0]], (name, case)
+        assert case["context"] == [32, 0.0], (name, case)
+    assert alpha["sprite"]["extend"] == {"ret": ["FINISHED"], "error": None}, alpha
+    assert alpha["sprite"]["generated"] == [32, 32], alpha
+    solid = alpha["solid"]
+    assert solid["frames"] == [[24, 1.0], [24, 1.0]] and solid["context"] == [24, 1.0], solid

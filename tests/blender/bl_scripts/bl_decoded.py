@@ -110,6 +110,69 @@ def image_size(path: str) -> list[int]:
     return size
 
 
+def write_sprites(folder: str, count: int, opaque: bool, ext: str = "png") -> None:
+    """``folder``/s_0001.<ext>...: a white square moving over a transparent background (or,
+    ``opaque``, over a solid blue one), 64x36 RGBA, written by Blender."""
+    os.makedirs(folder, exist_ok=True)
+    for i in range(count):
+        a = np.zeros((36, 64, 4), np.float32)
+        if opaque:
+            a[..., 2] = a[..., 3] = 1.0
+        a[10:26, 4 + 6 * i : 20 + 6 * i] = 1.0
+        img = bpy.data.images.new("sprite", 64, 36, alpha=True, float_buffer=ext == "exr")
+        img.pixels.foreach_set(a.ravel())
+        img.filepath_raw = os.path.join(folder, f"s_{i + 1:04d}.{ext}")
+        img.file_format = "OPEN_EXR" if ext == "exr" else "PNG"
+        img.save()
+        bpy.data.images.remove(img)
+
+
+def alpha_of(path: str) -> list:
+    """[Blender's depth of the file (32: 8-bit RGBA, 24: RGB), its lowest alpha]."""
+    img = bpy.data.images.load(path, check_existing=False)
+    try:
+        a = np.empty(len(img.pixels), np.float32)
+        img.pixels.foreach_get(a)
+        return [img.depth, round(float(a[3::4].min()), 3)]
+    finally:
+        bpy.data.images.remove(img)
+
+
+def alpha_stage(S, D, scene, args):
+    """Decoded frames keep transparency when the strip's frames use it (a flipped sprite, an
+    RGBA OpenEXR), and stay RGB for an opaque picture stored as RGBA; Extend from the sprite
+    gives RGBA frames."""
+    out = {}
+    for name, opaque, ext, flip in (("sprite", False, "png", True), ("solid", True, "png", True),
+                                    ("sprite_exr", False, "exr", False)):  # fmt: skip
+        folder = os.path.join(args.work, name)
+        write_sprites(folder, 6, opaque, ext)
+        strip = bl.top_strips().new_image(name, os.path.join(folder, f"s_0001.{ext}"), 30, 1)
+        for i in range(2, 7):
+            strip.elements.append(f"s_{i:04d}.{ext}")
+        strip.use_flip_x = flip
+        frames = S.visible_frame_paths(strip, (64, 36))
+        context = S.context_frame_paths(strip, "END", 0)
+        out[name] = {
+            "needs_decode": D.needs_decode(strip),
+            "frames": [alpha_of(f) for f in frames[:2]],
+            "context": alpha_of(context[-1]),
+        }
+        if name == "sprite":
+            scene.sequence_editor.active_strip = strip
+            train = bl.call_op(bpy.ops.fsgan.train_on_strip, steps=1, width=32, height=18,
+                               model_width=0.125, device="cpu")  # fmt: skip
+            extend = bl.call_op(bpy.ops.fsgan.extend_animation, count=2, device="cpu")
+            new = scene.sequence_editor.active_strip
+            directory = bpy.path.abspath(new.directory)
+            out[name]["train"], out[name]["extend"] = train, extend
+            out[name]["generated"] = [alpha_of(os.path.join(directory, e.filename))[0]
+                                      for e in new.elements]  # fmt: skip
+            bl.top_strips().remove(new)
+        bl.top_strips().remove(strip)
+    bl.result(stage="alpha", **out)
+
+
 def main():
     p = bl.parser()
     args = p.parse_args(sys.argv[sys.argv.index("--") + 1 :])
@@ -365,6 +428,8 @@ def main():
         extend=extend_exr,
         new=bl.describe(new_exr),
     )
+
+    alpha_stage(S, D, scene, args)
 
     # The cache in the preferences, and its Clear button.
     prefs = bpy.context.preferences.addons[addon.__name__].preferences
