@@ -11,6 +11,7 @@ scaled to 256x144 on a 2-core CPU, docs/PERFORMANCE.md).
 
 from __future__ import annotations
 
+import array
 import contextlib
 import hashlib
 import math
@@ -150,11 +151,10 @@ def _file_transparent(path: str) -> bool:
         # 8 bits: 32 = RGBA or grey + alpha (24 RGB, 8 grey); float: 128 = RGBA (96, 32).
         if image.depth != (128 if image.is_float else 32):
             return False
-        import numpy as np  # bundled with Blender
-
-        pixels = np.empty(len(image.pixels), np.float32)
+        pixels = array.array("f", bytes(4 * len(image.pixels)))  # no numpy in the add-on
         image.pixels.foreach_get(pixels)
-        return bool(pixels.size) and float(pixels[3::4].min()) < 0.999
+        alpha = pixels[3::4]
+        return bool(alpha) and min(alpha) < 0.999
     finally:
         bpy.data.images.remove(image)
 
