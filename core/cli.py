@@ -122,9 +122,10 @@ def _progress_bar(total: int, initial: int):
 
 
 def run_training(
-    frames, out, settings: dict, resume: bool, callback, should_stop, preview_dir=None
+    frames, out, settings: dict, resume: bool, callback, should_stop, preview_dir=None, exif=True
 ) -> dict:
-    """Shared by `train` and the worker: load frames, build or resume a trainer, fit."""
+    """Shared by `train` and the worker: load frames, build or resume a trainer, fit.
+    ``exif``: turn JPEGs upright by their EXIF orientation (False: as stored, as Blender)."""
     from .checkpoint import ensure_writable
     from .data import list_frames, load_clip
     from .train import Trainer, fit, resume_trainer
@@ -148,13 +149,13 @@ def run_training(
             )
         tcfg = TrainConfig.from_dict({**meta["train_config"], **t_kw})
         rt, memory = _checked_runtime(mc, tcfg, len(paths))
-        clip = load_clip(paths, mc.width, mc.height, channels=mc.channels)
+        clip = load_clip(paths, mc.width, mc.height, channels=mc.channels, exif=exif)
         trainer = resume_trainer(clip, out, t_kw, runtime=rt)
     else:
         probe = ModelConfig(**m_kw)
         tcfg = TrainConfig(**t_kw)
         rt, memory = _checked_runtime(probe, tcfg, len(paths))  # before reading any frame
-        clip = load_clip(paths, probe.width, probe.height, channels=m_kw.get("channels"))
+        clip = load_clip(paths, probe.width, probe.height, channels=m_kw.get("channels"), exif=exif)
         mcfg = ModelConfig(**{**m_kw, "channels": clip.channels})
         trainer = Trainer(clip, mcfg, tcfg, runtime=rt)
     callback(
@@ -314,7 +315,14 @@ def cmd_worker(args) -> int:
                 emit(ev.pop("event"), **ev)
 
             r = run_training(
-                job.frames, job.checkpoint, job.train, job.resume, callback, stop, job.preview_dir
+                job.frames,
+                job.checkpoint,
+                job.train,
+                job.resume,
+                callback,
+                stop,
+                job.preview_dir,
+                exif=job.orientation == "exif",
             )
             emit(
                 "done",
@@ -347,6 +355,7 @@ def cmd_worker(args) -> int:
                 on_frame=lambda i, n, p: emit("frame", index=i, total=n, path=p),
                 should_stop=stop,
                 runtime=rt,
+                exif=job.orientation == "exif",
             )
             emit(
                 "done",

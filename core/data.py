@@ -74,8 +74,10 @@ def _to_8bit(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def read_frame(path: str) -> Image.Image:
-    """Open one frame as 8-bit RGB or RGBA, with a one-sentence error for anything wrong."""
+def read_frame(path: str, exif: bool = True) -> Image.Image:
+    """Open one frame as 8-bit RGB or RGBA, with a one-sentence error for anything wrong.
+    ``exif``: turn it upright as its EXIF orientation says (a camera's portrait JPEG); False:
+    the pixels as stored, which is what Blender shows (it ignores that tag)."""
     ext = os.path.splitext(path)[1].lower()
     if ext in UNSUPPORTED_EXTS:
         raise FrameError(f"{os.path.basename(path)}: {UNSUPPORTED_EXTS[ext]}")
@@ -84,7 +86,8 @@ def read_frame(path: str) -> Image.Image:
     try:
         with Image.open(path) as img:
             img.load()
-            img = ImageOps.exif_transpose(img)
+            if exif:
+                img = ImageOps.exif_transpose(img)
             return _to_8bit(img)
     except UnidentifiedImageError:
         raise FrameError(f"{path} is not an image Pillow can read.") from None
@@ -145,11 +148,13 @@ def load_clip(
     height: int,
     channels: int | None = None,
     min_frames: int = 1,
+    exif: bool = True,
 ) -> Clip:
     """Read frames in order and letterbox them to (width, height): (N, C, H, W) uint8 on the CPU.
 
     Frames are streamed: each is read, scaled and dropped, so a strip of 4K frames costs only
     its size at the training resolution. ``channels`` None: 4 if any frame has transparency.
+    ``exif``: as in ``read_frame``.
     """
     if len(paths) < min_frames:
         raise FrameError(f"Training needs at least {min_frames} frames; got {len(paths)}.")
@@ -158,7 +163,7 @@ def load_clip(
     box = None
     translucent = False
     for i, path in enumerate(paths):
-        img = read_frame(path)
+        img = read_frame(path, exif)
         if size is None:
             size = img.size
             box = Letterbox(size[0], size[1], width, height)

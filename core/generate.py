@@ -81,6 +81,7 @@ def extend(
     on_frame: Callable[[int, int, str], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     runtime: Runtime | None = None,
+    exif: bool = True,
 ) -> list[str]:
     """Generate ``count`` frames after ``frames`` (context; the last is the start frame) and
     write ``<out_dir>/<prefix><number:04d>.png``. ``size``: 'source' scales back to the start
@@ -95,7 +96,7 @@ def extend(
     rt = runtime or pick_device(device)
     g, mcfg, _ = load_generator(checkpoint, rt)
     ctx_paths = frames[-mcfg.context :]
-    clip = load_clip(ctx_paths, mcfg.width, mcfg.height, channels=mcfg.channels)
+    clip = load_clip(ctx_paths, mcfg.width, mcfg.height, channels=mcfg.channels, exif=exif)
     ctx = context_tensor(clip.frames, mcfg.context)  # (K, C, H, W)
     os.makedirs(out_dir, exist_ok=True)
     box: Letterbox = clip.letterbox

@@ -16,6 +16,9 @@ Job file (``python -m core worker --job job.json``)::
                 "device": "auto", "seed": 0, ...},   # any ModelConfig/TrainConfig field
       "extend": {"count": 16, "out_dir": "/abs/out", "prefix": "frame_",
                  "start_number": 1, "size": "source" | "train", "device": "auto"},
+      "orientation": "exif" | "stored",          # optional: "exif" (default) turns JPEGs
+                                                 # upright by their EXIF tag; "stored" reads
+                                                 # pixels as stored, as Blender shows them
       "preview_dir": "/abs/previews",            # optional: sample rollouts are written here
       "cancel_file": "/abs/job.cancel"           # optional: its appearance cancels the job
     }
@@ -53,6 +56,7 @@ from typing import IO, Any
 
 PROTOCOL_VERSION = 1
 JOB_KINDS = ("train", "extend")
+ORIENTATIONS = ("exif", "stored")
 EVENTS = ("started", "progress", "sample", "checkpoint", "frame", "done", "error", "log")
 
 EXIT_OK = 0
@@ -75,6 +79,7 @@ class Job:
     extend: dict[str, Any] = field(default_factory=dict)
     preview_dir: str | None = None
     cancel_file: str | None = None
+    orientation: str = "exif"
     version: int = PROTOCOL_VERSION
 
 
@@ -105,6 +110,12 @@ def parse_job(data: dict[str, Any]) -> Job:
     for key in ("preview_dir", "cancel_file"):
         if data.get(key) is not None and not isinstance(data[key], str):
             raise JobError(f"The job's '{key}' must be a path or null.")
+    orientation = data.get("orientation", "exif")
+    if orientation not in ORIENTATIONS:
+        raise JobError(
+            f"The job's 'orientation' must be one of {', '.join(ORIENTATIONS)}, not "
+            f"{orientation!r}."
+        )
     unknown = set(data) - {f for f in Job.__dataclass_fields__}
     if unknown:
         raise JobError(f"The job has unknown keys: {', '.join(sorted(unknown))}.")
@@ -117,6 +128,7 @@ def parse_job(data: dict[str, Any]) -> Job:
         extend=dict(data.get("extend", {})),
         preview_dir=data.get("preview_dir"),
         cancel_file=data.get("cancel_file"),
+        orientation=orientation,
     )
 
 

@@ -126,7 +126,8 @@ def make_job(
     preview_dir: str | None = None,
     cancel_file: str | None = None,
 ) -> dict[str, Any]:
-    """A job dict in the format of core/protocol.py."""
+    """A job dict in the format of core/protocol.py. Frames are read as stored, as Blender
+    shows them (it ignores a JPEG's EXIF orientation)."""
     return {
         "version": PROTOCOL_VERSION,
         "kind": kind,
@@ -137,6 +138,7 @@ def make_job(
         "extend": dict(extend or {}),
         "preview_dir": preview_dir,
         "cancel_file": cancel_file,
+        "orientation": "stored",
     }
 
 

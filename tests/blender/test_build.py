@@ -97,6 +97,7 @@ def test_addon_protocol_copy_matches_core():
     job = wc.make_job("extend", ["/a.png"], "/m.safetensors",
                       extend={"count": 2, "out_dir": "/o"}, cancel_file="/c")  # fmt: skip
     assert protocol.parse_job(job).extend == {"count": 2, "out_dir": "/o"}
+    assert protocol.parse_job(job).orientation == "stored"  # as Blender shows JPEGs
 
 
 def test_addon_decodes_what_the_worker_cannot_read():

@@ -161,6 +161,28 @@ def test_worker_job_events(clip_dir, tmp_path):
     assert r.returncode == 0, r.stderr
     done = json.loads(r.stdout.splitlines()[-1])
     assert done["event"] == "done" and len(done["frames"]) == 3
+    # As the add-on sends it: frames read as stored (EXIF orientation ignored, as in Blender).
+    # A portrait-tagged JPEG context gives frames of its stored size, not turned upright.
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    tagged = []
+    for i, src in enumerate(job["frames"][-2:]):
+        tagged.append(str(tmp_path / f"tagged_{i}.jpg"))
+        Image.open(src).convert("RGB").resize((48, 24)).save(tagged[-1], exif=exif)
+    for orientation, size in (("stored", (48, 24)), ("exif", (24, 48))):
+        job3 = {
+            **job2,
+            "frames": tagged,
+            "orientation": orientation,
+            "extend": {**job2["extend"], "count": 1, "out_dir": str(tmp_path / orientation)},
+        }
+        (tmp_path / "job3.json").write_text(json.dumps(job3))
+        r = run_cli("worker", "--job", tmp_path / "job3.json")
+        assert r.returncode == 0, r.stderr
+        out = json.loads(r.stdout.splitlines()[-1])["frames"][0]
+        assert Image.open(out).size == size, orientation
     bad = {"kind": "train", "frames": [], "checkpoint": "x"}
     (tmp_path / "bad.json").write_text(json.dumps(bad))
     r = run_cli("worker", "--job", tmp_path / "bad.json")

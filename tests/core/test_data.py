@@ -76,3 +76,24 @@ def test_bad_input_messages(tmp_path):
     Image.fromarray(_rgb(30, 30)).save(other)
     with pytest.raises(FrameError, match="different sizes"):
         load_clip([str(good), str(other)], 32, 32)
+
+
+def test_exif_orientation_applied_or_kept_as_stored(tmp_path):
+    """A portrait camera JPEG (stored 64x36, EXIF orientation 6): the CLI turns it upright;
+    jobs from Blender read it as stored, which is what Blender's timeline shows."""
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to view
+    paths = []
+    for i in range(3):
+        img = Image.new("RGB", (64, 36), (200, 30 + 40 * i, 20))
+        img.paste((255, 255, 255), (0, 0, 16, 8))  # a mark in the stored top-left corner
+        path = tmp_path / f"f_{i}.jpg"
+        img.save(path, exif=exif, quality=95)
+        paths.append(str(path))
+    assert read_frame(paths[0]).size == (36, 64)
+    stored = read_frame(paths[0], exif=False)
+    assert stored.size == (64, 36)
+    assert np.asarray(stored)[2, 2].min() > 200  # the mark is where it was stored
+    clip = load_clip(paths, 64, 36, exif=False)
+    assert clip.letterbox.src_w == 64 and clip.letterbox.src_h == 36
+    assert load_clip(paths, 64, 36).letterbox.src_w == 36  # upright: letterboxed portrait

@@ -107,6 +107,9 @@ def test_job_file_is_validated(tmp_path):
         "future version": json.dumps(
             {"version": 9, "kind": "train", "frames": ["a"], "checkpoint": "c"}
         ),
+        "bad orientation": json.dumps(
+            {"kind": "train", "frames": ["a"], "checkpoint": "c", "orientation": "sideways"}
+        ),
         "unknown setting": json.dumps(
             {
                 "kind": "train",
