@@ -708,6 +708,14 @@ class FSGAN_OT_extend_animation(_JobOperator, bpy.types.Operator):
         missing = strips.missing_files(frames)
         if missing:
             raise ValueError(f"The start frame file {missing[-1]} is missing.")
+        count = self._value(s, "count")
+        first = scene.frame_current + 1 if start == "PLAYHEAD" else strip.frame_final_end
+        try:  # said now, not after the worker has generated every frame
+            strips.plan_channel(scene, strip, first, count)
+        except ValueError as exc:
+            raise ValueError(
+                f"{exc} Make room above the strip '{strip.name}', or extend fewer frames."
+            ) from None
         out_dir = paths.output_dir(s, strip.name)
         try:
             os.makedirs(out_dir, exist_ok=True)
@@ -727,7 +735,7 @@ class FSGAN_OT_extend_animation(_JobOperator, bpy.types.Operator):
         self._playhead = scene.frame_current
         self._out_dir = out_dir
         extend = {
-            "count": self._value(s, "count"),
+            "count": count,
             "out_dir": out_dir,
             "prefix": prefix,
             "start_number": paths.next_free_number(out_dir, prefix),
@@ -779,9 +787,15 @@ class FSGAN_OT_extend_animation(_JobOperator, bpy.types.Operator):
             frame_start = self._playhead + 1
         else:
             frame_start = source.frame_final_end
-        new = strips.insert_image_strip(
-            scene, source, self._out_dir, [os.path.basename(p) for p in frames], frame_start
-        )
+        try:
+            new = strips.insert_image_strip(
+                scene, source, self._out_dir, [os.path.basename(p) for p in frames], frame_start
+            )
+        except ValueError as exc:  # the timeline filled up while the frames were made
+            raise ValueError(
+                f"{exc} The {len(frames)} generated frames are in {self._out_dir}; make room "
+                "and add them as an image strip."
+            ) from None
         strips.set_checkpoint(new, job.job["checkpoint"])  # so Extend can continue from its end
         hidden = strips.reveal_in_metas(scene.sequence_editor, new)
         for s in strips.all_strips(scene.sequence_editor):

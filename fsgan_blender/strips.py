@@ -210,11 +210,12 @@ def visible_frame_paths(
 
 
 def index_at_frame(strip, scene_frame: int) -> int | None:
-    """Content index shown at ``scene_frame``, or None outside the visible range."""
+    """Content index shown at ``scene_frame``, or None outside the visible range. Where a
+    handle is dragged past the content, the held first or last frame shows."""
     if not strip.frame_final_start <= scene_frame < strip.frame_final_end:
         return None
     index = int(round(scene_frame - strip.frame_start))
-    return index if 0 <= index < content_length(strip) else None
+    return min(max(index, 0), content_length(strip) - 1)
 
 
 def context_frame_paths(strip, start: str, scene_frame: int) -> list[str]:
@@ -523,7 +524,19 @@ def free_channel(
             continue
         if all(e <= start or s >= end for s, e in busy.get(channel, ())):
             return channel
-    raise ValueError(f"No channel is free for frames {start}-{end - 1}.")
+    raise ValueError(
+        f"No channel from {max(1, preferred)} to {MAX_CHANNEL} is free for frames "
+        f"{start}-{end - 1} (each holds a strip there, or is muted or locked)."
+    )
+
+
+def plan_channel(scene, source, frame_start: int, count: int) -> int:
+    """The channel a new strip of ``count`` frames from ``frame_start`` goes to beside
+    ``source`` (in the same meta, if any): the lowest free one from the source's up, never a
+    muted or locked one. ValueError when there is none."""
+    holder = owner(scene.sequence_editor, source)
+    end = frame_start + count
+    return free_channel(children(holder), frame_start, end, source.channel, closed_channels(holder))
 
 
 def reveal_in_metas(sequence_editor, strip) -> str | None:
@@ -589,7 +602,7 @@ def insert_image_strip(scene, source, directory: str, filenames: list[str], fram
     holder = owner(se, source)
     collection = children(holder)
     end = frame_start + len(filenames)
-    channel = free_channel(collection, frame_start, end, source.channel, closed_channels(holder))
+    channel = plan_channel(scene, source, frame_start, len(filenames))
     first = os.path.join(directory, filenames[0])
     strip = collection.new_image(f"{source.name}_gan", first, channel, frame_start)
     for name in filenames[1:]:

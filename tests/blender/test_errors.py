@@ -52,3 +52,11 @@ def test_bad_input_reports(python, blender, built_zip, frames16, tmp_path, pytho
     message = assert_clear_error(frames["garbage"])
     assert "frame_0001.png" in message or "image" in message.lower(), message
     assert frames["checkpoint_set"] == []  # failed jobs leave strips untouched
+
+    no_channel = run.stage("no_channel")
+    assert_clear_error(
+        no_channel["op"],
+        "No channel from 128 to 128 is free for frames 205-207",
+        "Make room above the strip 'top', or extend fewer frames.",
+    )
+    assert no_channel["files"] == []  # refused before the worker: nothing generated

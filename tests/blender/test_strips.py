@@ -28,6 +28,12 @@ def test_strip_frames_and_paths(python, blender, built_zip, frames16, tmp_path):
     assert trimmed["problem"] is None
     assert trimmed["resolution"] == [64, 36]
 
+    held = run.stage("held")
+    assert held["final"] == [16, 35], held
+    assert held["after"] == frames(3, 10)  # frame 33 holds frame_0010: the last 8 up to it
+    assert held["before"] == frames(1, 1)  # frame 17 holds frame_0001
+    assert held["inside"] == frames(1, 3)  # frame 22 shows frame_0003
+
     remembered = run.stage("remembered")
     seen = remembered["seen"]
     assert seen["start"] == frames(1, 6)

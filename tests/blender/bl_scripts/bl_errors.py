@@ -55,5 +55,21 @@ def main():
         checkpoint_set=[s.name for s in bl.top_strips() if s.get("fsgan_checkpoint")],
     )
 
+    # Extend with no free channel for the new strip (the source on the top channel): refused
+    # before any worker starts, so nothing is generated for nothing.
+    top = bl.add_image_strip("top", args.frames, 10, channel=128, frame_start=200)
+    model = os.path.join(args.work, "model.safetensors")
+    with open(model, "wb") as f:
+        f.write(b"not read: refused before the worker")
+    top["fsgan_checkpoint"] = model
+    se.active_strip = top
+    scene.fsgan.output_dir = os.path.join(args.work, "out")
+    scene.frame_current = 204
+    op = bl.call_op(bpy.ops.fsgan.extend_animation, count=3, start="PLAYHEAD")
+    out = os.path.join(args.work, "out", "top")
+    bl.result(
+        stage="no_channel", op=op, files=sorted(os.listdir(out)) if os.path.isdir(out) else []
+    )
+
 
 bl.run(main)

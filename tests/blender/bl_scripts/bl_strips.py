@@ -209,6 +209,20 @@ def main():
 
     meta_stage(S, args)
 
+    # Handles dragged past the content hold its end frames: the playhead over a held frame
+    # continues from the frame shown there.
+    held = bl.add_image_strip("held", args.frames, 10, channel=31, frame_start=20)
+    held.frame_final_end = 35  # frames 30-34 hold frame_0010
+    held.frame_final_start = 16  # frames 16-19 hold frame_0001
+    bl.result(
+        stage="held",
+        final=[held.frame_final_start, held.frame_final_end],
+        after=names(S.context_frame_paths(held, "PLAYHEAD", 33)),
+        before=names(S.context_frame_paths(held, "PLAYHEAD", 17)),
+        inside=names(S.context_frame_paths(held, "PLAYHEAD", 22)),
+    )
+    bl.top_strips().remove(held)
+
     # Sub-frame handles: Blender truncates frame_final_end, the length stays 11 frames.
     subframe = {}
     for start in (5, -20):
