@@ -112,32 +112,37 @@ def _decode_cache(strip, size: tuple[int, int]) -> str:
 _alpha_memo = filememo.FileMemo(limit=64)
 
 
-def _shown_file(strip, i: int) -> str:
-    """The file content frame ``i`` of an image strip shows: reversed first, then held by the
-    strobe (Blender's rule)."""
+def _shown_element(strip, i: int) -> int:
+    """The element (file) content frame ``i`` of an image strip shows: reversed first, then
+    held by the strobe (Blender's rule)."""
     n = len(strip.elements)
     j = n - 1 - i if strip.use_reverse_frames else i
     strobe = max(1.0, float(getattr(strip, "strobe", 1.0)))
-    j = min(max(int(j - math.fmod(j, strobe)), 0), n - 1)
-    return os.path.join(strips.strip_directory(strip), strip.elements[j].filename)
+    return min(max(int(j - math.fmod(j, strobe)), 0), n - 1)
 
 
 def transparent(strip) -> bool:
-    """Whether an image strip's frames use transparency: the file its first visible frame shows
-    has an alpha channel with some pixel below opaque. Only then are decoded frames rendered
-    with alpha: a sprite keeps its transparent background, while an opaque picture (RGBA files
-    with a solid alpha, most renders) stays RGB, since scaling leaves its edges a little
-    transparent. Movie strips count as opaque. A file that looks damaged is never loaded."""
-    if strip.type != "IMAGE":
+    """Whether an image strip's frames use transparency: one of the files its first, middle and
+    last content frames show has an alpha channel with some pixel below opaque (trims do not
+    change the answer). Only then are decoded frames rendered with alpha: a sprite keeps its
+    transparent background, while an opaque picture (RGBA files with a solid alpha, most
+    renders) stays RGB, since scaling leaves its edges a little transparent. Movie strips
+    count as opaque. A file that looks damaged is never loaded."""
+    if strip.type != "IMAGE" or not len(strip.elements):
         return False
-    visible = strips.visible_indices(strip)
-    if not visible:
-        return False
-    path = _shown_file(strip, visible[0])
-    try:
-        return _alpha_memo.get(path, path, lambda _st: _file_transparent(path))
-    except OSError:  # missing: the decode says so
-        return False
+    n = len(strip.elements)
+    directory = strips.strip_directory(strip)
+    shown = sorted({_shown_element(strip, i) for i in (0, n // 2, n - 1)})
+    for path in (os.path.join(directory, strip.elements[k].filename) for k in shown):
+        try:
+            if _alpha_memo.get(path, path, lambda _st, p=path: _file_transparent(p)):
+                return True
+        except OSError:  # missing: the decode says so, if it is shown
+            continue
+    return False
+
+
+ALPHA_SCAN = 256  # the alpha check looks at a copy this size at most (a 4K EXR is 133 MB)
 
 
 def _file_transparent(path: str) -> bool:
@@ -148,10 +153,17 @@ def _file_transparent(path: str) -> bool:
     except RuntimeError:
         return False
     try:
-        # 8 bits: 32 = RGBA or grey + alpha (24 RGB, 8 grey); float: 128 = RGBA (96, 32).
+        # 4 channels, and a depth of 8-bit RGBA (32; grey + alpha too) or float RGBA (128):
+        # 24, 96 are RGB; a multilayer EXR reports 128 with its first pass's channels.
+        if image.type != "IMAGE" or image.channels != 4:
+            return False
         if image.depth != (128 if image.is_float else 32):
             return False
-        pixels = array.array("f", bytes(4 * len(image.pixels)))  # no numpy in the add-on
+        w, h = image.size
+        if max(w, h) > ALPHA_SCAN:
+            f = ALPHA_SCAN / max(w, h)
+            image.scale(max(1, round(w * f)), max(1, round(h * f)))
+        pixels = array.array("f", [0.0]) * len(image.pixels)  # no numpy in the add-on
         image.pixels.foreach_get(pixels)
         alpha = pixels[3::4]
         return bool(alpha) and min(alpha) < 0.999
@@ -279,7 +291,9 @@ def _refuse_damaged(strip, indices: list[int], load: bool = True) -> None:
     (it would render "missing media" there without an error): empty, cut short, not the format
     its name says. Blender's rule for the file a content frame shows: reversed first, then
     held by the strobe. ``load=False``: header checks only (no file is loaded)."""
-    for path in sorted(set(_shown_file(strip, i) for i in indices)):
+    directory = strips.strip_directory(strip)
+    for k in sorted({_shown_element(strip, i) for i in indices}):
+        path = os.path.join(directory, strip.elements[k].filename)
         why = filecheck.damage(path, _loads if load else None)
         if why:
             raise ValueError(
@@ -371,6 +385,8 @@ def _copy_strip(collection, strip) -> Callable[[int], int]:
     strips.set_enum(copy.colorspace_settings, "name", strip.colorspace_settings.name)
     copy.alpha_mode = strip.alpha_mode
     shown, decoded = strips.content_length(strip), strips.content_length(copy)
+    if strip.type == "MOVIE" and (problem := strips.stream_problem(copy, strip)):
+        raise ValueError(problem)
     if strip.type == "MOVIE" and (copy.elements[0].orig_width <= 0 or decoded <= 1 < shown):
         raise ValueError(
             f"Blender cannot read the movie {strips.movie_path(strip)} of strip '{strip.name}': "
@@ -381,6 +397,17 @@ def _copy_strip(collection, strip) -> Callable[[int], int]:
     scene_fps = scene.render.fps / scene.render.fps_base
     reverse = bool(getattr(strip, "use_reverse_frames", False))
     frame_map = _frame_map(shown, decoded, movie_fps, scene_fps, reverse)
+    if (
+        frame_map is None
+        and not list(getattr(strip, "retiming_keys", ()))
+        and strip.type == "MOVIE"
+    ):
+        # Not retimed: the file itself changed (re-exported, replaced) since the strip was added.
+        raise ValueError(
+            f"The movie {strips.movie_path(strip)} now holds {decoded} frames, but the strip "
+            f"'{strip.name}' was made for {shown}: the file changed since the strip was added. "
+            "Use Strip > Movie Strip > Reload Strips and Adjust Length, or add it again."
+        )
     if frame_map is None:
         raise ValueError(
             f"The strip '{strip.name}' shows {shown} frames of content where its files hold "

@@ -704,18 +704,19 @@ class FSGAN_OT_extend_animation(_JobOperator, bpy.types.Operator):
                 "train again or pick another checkpoint."
             )
         start = self._value(s, "start")
-        frames = strips.context_frame_paths(strip, start, scene.frame_current)
-        missing = strips.missing_files(frames)
-        if missing:
-            raise ValueError(f"The start frame file {missing[-1]} is missing.")
         count = self._value(s, "count")
         first = scene.frame_current + 1 if start == "PLAYHEAD" else strip.frame_final_end
-        try:  # said now, not after the worker has generated every frame
+        strips.context_indices(strip, start, scene.frame_current)  # a playhead off the strip
+        try:  # said now, not after the context is decoded and every frame generated
             strips.plan_channel(scene, strip, first, count)
         except ValueError as exc:
             raise ValueError(
                 f"{exc} Make room above the strip '{strip.name}', or extend fewer frames."
             ) from None
+        frames = strips.context_frame_paths(strip, start, scene.frame_current)
+        missing = strips.missing_files(frames)
+        if missing:
+            raise ValueError(f"The start frame file {missing[-1]} is missing.")
         out_dir = paths.output_dir(s, strip.name)
         try:
             os.makedirs(out_dir, exist_ok=True)

@@ -154,7 +154,7 @@ class FSGAN_PT_source(_SidebarPanel, bpy.types.Panel):
             size = strips.strip_resolution(strip, load=False)
             col.label(text=f"Resolution: {size[0]} x {size[1]}" if size else "Resolution: ?")
             if decode.needs_decode(strip, cached=True):  # why Train first shows "Decoding"
-                col.label(text="Decoded by Blender first (cached)", icon="RENDER_ANIMATION")
+                col.label(text="Decoded by Blender first, then cached", icon="RENDER_ANIMATION")
             col.label(
                 text=f"Timeline: {strip.frame_final_start}-{strip.frame_final_end - 1}, "
                 f"channel {strip.channel}"

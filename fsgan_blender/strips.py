@@ -218,8 +218,9 @@ def index_at_frame(strip, scene_frame: int) -> int | None:
     return min(max(index, 0), content_length(strip) - 1)
 
 
-def context_frame_paths(strip, start: str, scene_frame: int) -> list[str]:
-    """The frames an extend job starts from; the last one is the start frame.
+def context_indices(strip, start: str, scene_frame: int) -> list[int]:
+    """The content frames an extend job starts from (the last one is the start frame), without
+    reading any file; ValueError when there are none.
 
     ``start`` is "END" (last visible frame) or "PLAYHEAD" (frame under the playhead).
     """
@@ -234,7 +235,12 @@ def context_frame_paths(strip, start: str, scene_frame: int) -> list[str]:
                 f"(frames {strip.frame_final_start}-{strip.frame_final_end - 1})."
             )
         indices = [i for i in indices if i <= index]
-    indices = indices[-CONTEXT_FRAMES:]
+    return indices[-CONTEXT_FRAMES:]
+
+
+def context_frame_paths(strip, start: str, scene_frame: int) -> list[str]:
+    """The files of ``context_indices`` that the worker reads (decoded first if need be)."""
+    indices = context_indices(strip, start, scene_frame)
     if decode.needs_decode(strip):  # full size: generated frames match the source's
         return decode.decoded_frame_paths(strip, indices)
     directory = strip_directory(strip)
@@ -274,6 +280,8 @@ def strip_problem(
         )
     if strip.type == "MOVIE" and (problem := files_problem(strip, cached=True)):
         return problem  # one file, and without it Blender knows no frame count
+    if strip.type == "MOVIE" and (problem := stream_problem(strip)):
+        return problem
     if strip.type == "IMAGE" and content_length(strip) != len(strip.elements):
         return (
             f"The strip '{strip.name}' is retimed: its {len(strip.elements)} frames span "
@@ -289,6 +297,20 @@ def strip_problem(
     if check_files and strip.type == "IMAGE":
         return files_problem(strip, cached=True)
     return None
+
+
+def stream_problem(movie, named=None) -> str | None:
+    """A movie strip whose Stream Index names a video stream its file lacks (Blender shows
+    "missing media" there, and its frame rate reads 0), in one sentence; else None. ``named``:
+    the strip to name (the user's, when ``movie`` is a copy of it)."""
+    named = named or movie
+    if getattr(movie, "fps", 1.0) > 0 or not getattr(movie, "stream_index", 0):
+        return None  # readable, or stream 0 unreadable: a damaged file, said elsewhere
+    return (
+        f"Blender cannot open video stream {getattr(movie, 'stream_index', 0)} of the movie "
+        f"{movie_path(named)} (strip '{named.name}'); set its Stream Index to a stream the file "
+        "has."
+    )
 
 
 def files_problem(strip, cached: bool = False) -> str | None:

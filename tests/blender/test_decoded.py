@@ -32,7 +32,7 @@ def test_movie_and_exr_strips_decode_train_extend(python, blender, built_zip, fr
     labels = [e["text"] for e in d["panel"] if e["call"] == "label" and "text" in e]
     assert "Frames: 11 visible of 16" in labels and "Movie: clip.mp4" in labels, labels
     assert "Resolution: 64 x 36" in labels, labels
-    assert "Decoded by Blender first (cached)" in labels, labels
+    assert "Decoded by Blender first, then cached" in labels, labels
 
     c = run.stage("chunks")
     assert c["progress"] == [[4, 11], [8, 11], [11, 11]]
@@ -118,6 +118,15 @@ def test_movie_and_exr_strips_decode_train_extend(python, blender, built_zip, fr
     )
     assert r["train_gone"]["ret"] == ["CANCELLED"] and "is missing" in r["train_gone"]["error"]
 
+    streams = run.stage("streams")
+    assert "Blender cannot open video stream 3 of the movie" in streams["stream_problem"]
+    assert "set its Stream Index to a stream the file has" in streams["stream_problem"]
+    assert (
+        "replaced.mp4 now holds 6 frames, but the strip 'replaced' was made for 16"
+        in (streams["replaced"])
+    ), streams
+    assert "Reload Strips and Adjust Length" in streams["replaced"]
+
     # Transparency survives decoding: a flipped RGBA sprite and an RGBA OpenEXR decode to RGBA
     # PNGs with their transparent background (training and Extend's context), and Extend from
     # the sprite writes RGBA frames; an opaque picture stored as RGBA stays RGB (no edge alpha).
@@ -130,3 +139,12 @@ def test_movie_and_exr_strips_decode_train_extend(python, blender, built_zip, fr
     assert alpha["sprite"]["generated"] == [32, 32], alpha
     solid = alpha["solid"]
     assert solid["frames"] == [[24, 1.0], [24, 1.0]] and solid["context"] == [24, 1.0], solid
+    assert solid["transparent"] is False
+    # A sprite whose first frame is an opaque title card is still transparent (first, middle
+    # and last files are looked at), whatever the trims; a 600x300 RGBA EXR too (the check
+    # scales a copy down).
+    card = alpha["title_card_first"]
+    assert card["transparent"] is True and card["frames"][1] == [32, 0.0], card
+    assert card["frames"][0][0] == 32 and card["trimmed_same_folder"] is True, card
+    big = alpha["big_exr"]
+    assert big["transparent"] is True and big["context"][0] == 32, big

@@ -57,7 +57,7 @@ def test_panels_and_poll_messages(python, blender, built_zip, frames16, tmp_path
     source = usable["panels"]["FSGAN_PT_source"]
     assert "Frames: 16 visible of 16" in source["labels"]
     assert "Resolution: 64 x 36" in source["labels"]
-    assert "Decoded by Blender first (cached)" not in source["labels"]  # PNGs: read as they are
+    assert "Decoded by Blender first, then cached" not in source["labels"]  # PNGs: read as they are
     assert not [label for label in source["labels"] if "needs" in label or "least" in label]
     assert "Model: none yet" in usable["panels"]["FSGAN_PT_training"]["labels"]
     assert "no trained model yet" in usable["polls"]["extend"]

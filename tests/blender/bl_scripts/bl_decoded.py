@@ -29,7 +29,7 @@ def encode(frames: str, filepath: str, media_type: str, file_format: str, **sett
     r.resolution_x, r.resolution_y, r.resolution_percentage = 64, 36, 100
     r.fps, r.fps_base = 24, 1.0
     r.dither_intensity = 0.0
-    scene.frame_start, scene.frame_end = 1, 16
+    scene.frame_start, scene.frame_end = 1, settings.pop("count", 16)
     scene.view_settings.view_transform = "Standard"
     if hasattr(r.image_settings, "media_type"):  # 5.0: movies are a media type of their own
         r.image_settings.media_type = media_type
@@ -110,16 +110,19 @@ def image_size(path: str) -> list[int]:
     return size
 
 
-def write_sprites(folder: str, count: int, opaque: bool, ext: str = "png") -> None:
+def write_sprites(folder: str, count: int, opaque: bool, ext: str = "png", size=(64, 36),
+                  opaque_first: bool = False) -> None:  # fmt: skip
     """``folder``/s_0001.<ext>...: a white square moving over a transparent background (or,
-    ``opaque``, over a solid blue one), 64x36 RGBA, written by Blender."""
+    ``opaque``, over a solid blue one; ``opaque_first``: only the first frame, a title card),
+    RGBA, written by Blender."""
     os.makedirs(folder, exist_ok=True)
+    w, h = size
     for i in range(count):
-        a = np.zeros((36, 64, 4), np.float32)
-        if opaque:
+        a = np.zeros((h, w, 4), np.float32)
+        if opaque or (opaque_first and i == 0):
             a[..., 2] = a[..., 3] = 1.0
         a[10:26, 4 + 6 * i : 20 + 6 * i] = 1.0
-        img = bpy.data.images.new("sprite", 64, 36, alpha=True, float_buffer=ext == "exr")
+        img = bpy.data.images.new("sprite", w, h, alpha=True, float_buffer=ext == "exr")
         img.pixels.foreach_set(a.ravel())
         img.filepath_raw = os.path.join(folder, f"s_{i + 1:04d}.{ext}")
         img.file_format = "OPEN_EXR" if ext == "exr" else "PNG"
@@ -143,10 +146,16 @@ def alpha_stage(S, D, scene, args):
     RGBA OpenEXR), and stay RGB for an opaque picture stored as RGBA; Extend from the sprite
     gives RGBA frames."""
     out = {}
-    for name, opaque, ext, flip in (("sprite", False, "png", True), ("solid", True, "png", True),
-                                    ("sprite_exr", False, "exr", False)):  # fmt: skip
+    cases = (
+        ("sprite", False, "png", True, (64, 36), False),
+        ("solid", True, "png", True, (64, 36), False),
+        ("sprite_exr", False, "exr", False, (64, 36), False),
+        ("title_card_first", False, "png", True, (64, 36), True),  # frame 1 opaque, rest not
+        ("big_exr", False, "exr", False, (600, 300), False),  # the check looks at a small copy
+    )
+    for name, opaque, ext, flip, size, opaque_first in cases:
         folder = os.path.join(args.work, name)
-        write_sprites(folder, 6, opaque, ext)
+        write_sprites(folder, 6, opaque, ext, size, opaque_first)
         strip = bl.top_strips().new_image(name, os.path.join(folder, f"s_0001.{ext}"), 30, 1)
         for i in range(2, 7):
             strip.elements.append(f"s_{i:04d}.{ext}")
@@ -157,7 +166,13 @@ def alpha_stage(S, D, scene, args):
             "needs_decode": D.needs_decode(strip),
             "frames": [alpha_of(f) for f in frames[:2]],
             "context": alpha_of(context[-1]),
+            "transparent": D.transparent(strip),
         }
+        if name == "title_card_first":
+            strip.frame_offset_start = 1  # trimmed past the card: the same decision, same cache
+            out[name]["trimmed_same_folder"] = os.path.dirname(
+                S.visible_frame_paths(strip, (64, 36))[0]
+            ) == os.path.dirname(frames[0])
         if name == "sprite":
             scene.sequence_editor.active_strip = strip
             train = bl.call_op(bpy.ops.fsgan.train_on_strip, steps=1, width=32, height=18,
@@ -479,6 +494,26 @@ def main():
         decode_gone=decode_gone,
         decode_damaged=decode_damaged,
         train_gone=bl.call_op(bpy.ops.fsgan.train_on_strip, steps=1),
+    )
+
+    # A Stream Index the file lacks (Blender would show "missing media"), and a movie file
+    # replaced by a shorter one since the strip was added: said as such, not as retiming.
+    streams = bl.top_strips().new_movie("streams", movie_file, 8, 100)
+    streams.stream_index = 3
+    replaced_file = os.path.join(args.work, "replaced.mp4")
+    shutil.copy(movie_file, replaced_file)
+    replaced = bl.top_strips().new_movie("replaced", replaced_file, 9, 100)
+    encode(args.frames, replaced_file, "VIDEO", "FFMPEG", ffmpeg_format="MPEG4",
+           ffmpeg_codec="H264", ffmpeg_constant_rate_factor="LOSSLESS", count=6)  # fmt: skip
+    try:
+        S.visible_frame_paths(replaced, (32, 32))
+        decode_replaced = None
+    except ValueError as exc:
+        decode_replaced = str(exc)
+    bl.result(
+        stage="streams",
+        stream_problem=S.strip_problem(streams),
+        replaced=decode_replaced,
     )
 
 
