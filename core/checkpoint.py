@@ -62,9 +62,20 @@ def _unflatten_optim(name: str, meta: dict, tensors: dict[str, torch.Tensor]) ->
     return {"state": state, "param_groups": groups}
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)  # read once at import (changing it is process-wide)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()
+
+
 def atomic_write_bytes(path: str, data: bytes) -> None:
     """Write to a temp file in the same folder, fsync, then os.replace: a reader sees the old
-    file or the new one, never half of one, even if the process is killed or the disk fills."""
+    file or the new one, never half of one, even if the process is killed or the disk fills.
+    The file gets the usual permissions (0666 less the umask), not the temp file's 0600, so a
+    render farm account or another artist can read the frames and models."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=folder)
@@ -73,6 +84,7 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _FILE_MODE)  # Windows: only the read-only flag, which stays off
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -83,7 +95,13 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
 
 
 def ensure_writable(path: str) -> None:
-    """Fail before training, not after it, when the checkpoint's folder cannot be written."""
+    """Fail before training, not after it, when the checkpoint's folder cannot be written
+    (or the checkpoint path is a folder)."""
+    if os.path.isdir(path):
+        raise ValueError(
+            f"The checkpoint path {path} is a folder; give a file name such as "
+            f"{os.path.join(path, 'model.safetensors')}."
+        )
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-probe-", dir=folder)

@@ -262,7 +262,9 @@ def cmd_train(args) -> int:
     state = "cancelled at" if result["cancelled"] else "finished at"
     if ctx.is_main:
         print(f"{state} step {result['step']}; checkpoint: {args.out}")
-    return EXIT_OK
+    # Stopped (Ctrl-C, SIGTERM): the checkpoint is saved, but the run did not finish, so
+    # `train && extend` and schedulers must not take it for success.
+    return 130 if result["cancelled"] else EXIT_OK
 
 
 def cmd_extend(args) -> int:

@@ -93,6 +93,18 @@ def extend(
         raise ValueError(f"size must be 'source' or 'train', not {size!r}.")
     if os.sep in prefix or (os.altsep and os.altsep in prefix) or ".." in prefix:
         raise ValueError("The file name prefix must not contain path separators.")
+    taken = [
+        name
+        for name in (f"{prefix}{start_number + i:04d}.png" for i in range(count))
+        if os.path.exists(os.path.join(out_dir, name))
+    ]
+    if taken:
+        raise ValueError(
+            f"{os.path.join(out_dir, taken[0])} exists"
+            + (f" (and {len(taken) - 1} more)" if len(taken) > 1 else "")
+            + "; choose another output folder, prefix or start number: frames are never "
+            "overwritten."
+        )
     rt = runtime or pick_device(device)
     g, mcfg, _ = load_generator(checkpoint, rt)
     ctx_paths = frames[-mcfg.context :]

@@ -39,6 +39,8 @@ MEMORY_ADVICE = (
 _outcome: dict | None = None
 # The memory estimate of the last training job (bytes, device), for the Training panel.
 _estimate: dict | None = None
+# The last training run that finished with a checkpoint (for scripts).
+_last_train: dict | None = None
 # Frames Blender decodes before a training job starts (UI only), for the panel and Cancel,
 # and the (window manager, timer) that drives it, for unregister.
 _decoding: decode.DecodeTask | None = None
@@ -52,6 +54,12 @@ def _log(text: str) -> None:
 def last_outcome() -> dict | None:
     """``{"kind", "label", "level", "message"}`` of the last job that ended, or None."""
     return _outcome
+
+
+def last_train() -> dict | None:
+    """``{"label", "step", "cancelled", "checkpoint"}`` of the last training run that saved a
+    checkpoint (scripts check ``cancelled``: a Ctrl-C stops the run but the operator finishes)."""
+    return _last_train
 
 
 def last_estimate() -> dict | None:
@@ -642,6 +650,9 @@ class FSGAN_OT_train_on_strip(_JobOperator, bpy.types.Operator):
             )
             return {"FINISHED"}
         strips.set_checkpoint(strip, checkpoint)
+        global _last_train
+        _last_train = {"label": strip.name, "step": step, "checkpoint": checkpoint,
+                       "cancelled": bool(done.get("cancelled") or job.state.cancel_requested)}  # fmt: skip
         what = "Training cancelled at" if done.get("cancelled") else "Trained"
         message = f"{what} step {step} on '{strip.name}'; checkpoint saved to {checkpoint}."
         _log(message)

@@ -83,7 +83,10 @@ def new_checkpoint_path(settings, strip_name: str) -> str:
     else:
         base = user_dir("models")
     os.makedirs(base, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+    # The process id too: two Blenders (a farm, two headless shots) starting a strip of the
+    # same name in the same second would otherwise both train into one file, which is only
+    # written when the first step is saved.
+    stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
     path = os.path.join(base, f"{safe_name(strip_name)}_{stamp}.safetensors")
     n = 1
     while os.path.exists(path):

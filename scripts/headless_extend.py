@@ -9,7 +9,8 @@ It uses the installed FrameSequenceGAN extension when it is enabled, else regist
 from this source tree. The worker runs in Blender's Python (``sys.executable``) unless the
 add-on's preference or the FSGAN_PYTHON environment variable names another one with PyTorch.
 ``--steps 0`` skips training and extends with the strip's existing checkpoint. Exit status: 0
-done, 1 failed (the reason is printed as one line starting with "error:").
+done, 1 failed (the reason is printed as one line starting with "error:"), 130 interrupted
+(Ctrl-C: training saves its checkpoint; nothing is extended or saved).
 """
 
 from __future__ import annotations
@@ -51,7 +52,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--model-dir", help="folder for new checkpoints")
     p.add_argument("--save-as", help="save to this .blend instead of overwriting the opened one")
     p.add_argument("--no-save", action="store_true", help="do not save the .blend")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    limits = {"count": 1, "steps": 0, "width": 16, "height": 16, "batch_size": 1}
+    for name, low in limits.items():
+        value = getattr(args, name)
+        if value is not None and value < low:
+            p.error(f"--{name.replace('_', '-')} must be at least {low}, not {value}")
+    if args.model_width is not None and not 0.0625 <= args.model_width <= 4.0:
+        p.error(f"--model-width must be between 0.0625 and 4, not {args.model_width}")
+    return args
 
 
 def script_argv() -> list[str]:
@@ -61,8 +70,18 @@ def script_argv() -> list[str]:
 def ensure_addon():
     import bpy
 
+    if MODULE_MODE and not hasattr(bpy.types, "FSGAN_OT_train_on_strip"):
+        try:  # the bpy module starts without the user's preferences: their extensions too
+            bpy.ops.wm.read_userpref()
+        except RuntimeError:
+            pass
     if hasattr(bpy.types, "FSGAN_OT_train_on_strip"):
         return "installed extension"
+    if not os.path.isfile(os.path.join(ROOT, "fsgan_blender", "__init__.py")):
+        raise RuntimeError(
+            "The FrameSequenceGAN extension is not installed and enabled, and this script is "
+            "not in the project's source tree; install the extension or run the script there."
+        )
     sys.path.insert(0, ROOT)
     import fsgan_blender
 
@@ -81,10 +100,16 @@ def main(args: argparse.Namespace) -> int:
     if args.blend:
         if not os.path.isfile(args.blend):
             return fail(f"The file {args.blend} does not exist.")
-        bpy.ops.wm.open_mainfile(filepath=os.path.abspath(args.blend))
+        try:
+            bpy.ops.wm.open_mainfile(filepath=os.path.abspath(args.blend))
+        except RuntimeError as exc:
+            return fail(f"The file {args.blend} cannot be opened: {_first_line(exc)}")
     elif MODULE_MODE:
         return fail("Pass --blend FILE (the bpy module starts with an empty scene).")
-    print(f"FrameSequenceGAN: add-on from the {ensure_addon()}", flush=True)
+    try:
+        print(f"FrameSequenceGAN: add-on from the {ensure_addon()}", flush=True)
+    except RuntimeError as exc:
+        return fail(str(exc))
 
     scene = bpy.data.scenes.get(args.scene) if args.scene else bpy.context.scene
     if scene is None:
@@ -129,6 +154,14 @@ def main(args: argparse.Namespace) -> int:
                 ret = bpy.ops.fsgan.train_on_strip(**train_kw)
                 if ret != {"FINISHED"}:
                     return fail("Training did not finish (see the messages above).")
+                operators = importlib.import_module(package + ".operators")
+                last = operators.last_train() or {}
+                if last.get("cancelled"):
+                    fail(
+                        f"Training was interrupted at step {last.get('step')}; its checkpoint "
+                        f"{last.get('checkpoint')} is saved. Nothing was extended or saved."
+                    )
+                    return 130
             extend_kw = {"device": args.device} if args.device else {}
             ret = bpy.ops.fsgan.extend_animation(
                 count=args.count, start=args.start.upper(), **extend_kw
@@ -153,17 +186,38 @@ def main(args: argparse.Namespace) -> int:
     target = os.path.abspath(args.save_as) if args.save_as else bpy.data.filepath
     if not target:
         return fail("The scene was never saved; pass --save-as FILE.blend.")
-    bpy.ops.wm.save_as_mainfile(filepath=target)
+    try:
+        bpy.ops.wm.save_as_mainfile(filepath=target)
+    except RuntimeError as exc:
+        return fail(f"The file could not be saved to {target}: {_first_line(exc)}")
     print(f"FrameSequenceGAN: saved {target}", flush=True)
     return 0
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().removeprefix("Error: ")
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def run() -> None:
-    code = main(parse_args(script_argv()))
-    sys.stdout.flush()
-    sys.stderr.flush()
-    if MODULE_MODE:
-        os._exit(code)  # importing bpy can hang at interpreter exit
+    code = 1
+    try:
+        code = main(parse_args(script_argv()))
+    except SystemExit as exc:  # argparse: its message is printed already
+        code = exc.code if isinstance(exc.code, int) else 1
+    except KeyboardInterrupt:
+        fail("Interrupted.")
+        code = 130
+    except Exception:  # noqa: BLE001 - never a hang or a silent success after a traceback
+        import traceback
+
+        traceback.print_exc()
+        code = fail("An unexpected error stopped the script (traceback above).")
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if MODULE_MODE:
+            os._exit(code)  # importing bpy can hang at interpreter exit
     if code:
         sys.exit(code)
 

@@ -52,6 +52,57 @@ def test_headless_extend_script(blender, frames16, tmp_path):
     assert source["checkpoint_stored"].startswith("//models/")  # relative to the saved .blend
 
 
+def test_headless_extend_refusals_and_interrupt(blender, frames16, tmp_path):
+    """Out-of-range arguments, a .blend that can't be saved, a file that is not a .blend, and
+    Ctrl-C: one error line and a non-zero exit every time (never a hang or a silent success);
+    an interrupted run saves its checkpoint but extends and saves nothing."""
+    import signal
+    import time
+
+    blend = tmp_path / "shot.blend"
+    blender(sys.executable, "bl_make_blend.py", "--frames", frames16, "--blend", blend,
+            "--name", "walk")  # fmt: skip
+    script = ROOT / "scripts" / "headless_extend.py"
+    before = blend.read_bytes()
+
+    bad = run_script([script, "--blend", blend, "--strip", "walk", "--count", "0"], tmp_path)
+    assert bad.returncode == 2 and "--count must be at least 1, not 0" in bad.stderr, bad.stderr
+    bad = run_script([script, "--blend", blend, "--strip", "walk", "--width", "0"], tmp_path)
+    assert bad.returncode == 2 and "--width must be at least 16" in bad.stderr, bad.stderr
+
+    not_blend = tmp_path / "notes.blend"
+    not_blend.write_text("not a blend file")
+    r = run_script([script, "--blend", not_blend, "--strip", "walk"], tmp_path, timeout=300)
+    assert r.returncode == 1 and "error: The file" in r.stderr and "cannot be opened" in r.stderr
+    assert "Traceback" not in r.stderr, r.stderr
+
+    r = run_script([script, "--blend", blend, "--strip", "walk", "--count", "1", "--steps", "1",
+                    *TINY, "--output-dir", tmp_path / "out", "--model-dir", tmp_path / "models",
+                    "--save-as", tmp_path / "no" / "such" / "x.blend"], tmp_path, timeout=600)  # fmt: skip
+    assert r.returncode == 1, r.stdout + r.stderr  # before: a traceback, then a hang
+    assert "error: The file could not be saved to" in r.stderr, r.stderr
+
+    env = dict(os.environ, HOME=str(tmp_path / "home"))
+    env.pop("FSGAN_PYTHON", None)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), "--blend", str(blend), "--strip", "walk", "--count", "2",
+         "--steps", "100000", *TINY, "--output-dir", str(tmp_path / "out2"),
+         "--model-dir", str(tmp_path / "models2")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    for line in proc.stdout:  # wait for training to run
+        if "train step" in line or time.monotonic() > deadline:
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, out + err
+    assert "error: Training was interrupted at step" in err and "is saved" in err, err
+    assert not (tmp_path / "out2").exists() or not any((tmp_path / "out2").rglob("*.png"))
+    assert blend.read_bytes() == before  # not saved
+    assert list((tmp_path / "models2").glob("*.safetensors"))  # the checkpoint is kept
+
+
 def test_blender_demo(tmp_path):
     out = tmp_path / "demo"
     proc = run_script([ROOT / "scripts" / "blender_demo.py", "--out", out, "--frames", "8",

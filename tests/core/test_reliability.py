@@ -3,8 +3,10 @@
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -241,3 +243,55 @@ def test_parent_watch_worker_exits_cleanly_while_stdin_is_open(tmp_path, clip_di
         proc.kill()
     assert code == 0, proc.stderr.read()
     assert b'"event": "done"' in out
+
+
+def test_cli_train_interrupted_exits_130_with_its_checkpoint(tmp_path, clip_dir):
+    """`core train` stopped by SIGINT (Ctrl-C) or SIGTERM saves its checkpoint but does not
+    report success: `train && extend` and schedulers see 130. `--out` naming a folder is
+    refused before training."""
+    out = tmp_path / "m.safetensors"
+    cmd = [sys.executable, "-m", "core", "train", "--frames", str(clip_dir), "--out", str(out),
+           "--steps", "100000", "--width", "32", "--height", "32", "--width-mult", "0.125",
+           "--batch-size", "2", "--device", "cpu", "--checkpoint-every", "1"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not out.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "cancelled at step" in stdout
+    assert load_checkpoint(str(out)).step >= 1
+
+    folder = tmp_path / "a folder"
+    folder.mkdir()
+    r = subprocess.run([*cmd[:7], str(folder), *cmd[8:]], cwd=ROOT, capture_output=True,
+                       text=True, timeout=120, env=env)  # fmt: skip
+    assert r.returncode == 2 and "is a folder; give a file name" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_written_files_are_readable_by_others_and_never_overwritten(tmp_path, clip_dir):
+    """Checkpoints and frames get 0666 less the umask (a temp file's 0600 would hide them from
+    a render farm account); `core extend` refuses to overwrite existing frames."""
+    from core.checkpoint import atomic_write_bytes
+    from core.generate import extend
+
+    path = tmp_path / "x.bin"
+    atomic_write_bytes(str(path), b"data")
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o666 & ~mask
+
+    frames = sorted(str(p) for p in clip_dir.iterdir())
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "frame_0002.png").write_bytes(b"the artist's own frame")
+    with pytest.raises(ValueError, match="frame_0002.png exists; choose another output folder"):
+        extend(str(tmp_path / "no model needed.safetensors"), frames[-2:], 3, str(out))
+    assert (out / "frame_0002.png").read_bytes() == b"the artist's own frame"
