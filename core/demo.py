@@ -37,6 +37,10 @@ def run_demo(out: str, steps: int | None = None, device: str = "auto", log=print
 
     ckpt = os.path.join(out, "model.safetensors")
     fit(trainer, ckpt, progress)
+    for i in range(1, 17):  # the demo's own frames of an earlier run (extend never overwrites)
+        old = os.path.join(gen_dir, f"frame_{i:04d}.png")
+        if os.path.isfile(old):
+            os.remove(old)
     generated = extend(ckpt, paths, 16, gen_dir, device=device)
     sheet = contact_sheet(
         [paths[-8:], generated[:8], generated[8:]],

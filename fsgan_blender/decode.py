@@ -2,11 +2,12 @@
 does not read (OpenEXR, DPX, Cineon, Radiance HDR, JPEG 2000, ...).
 
 A copy of the strip renders in a scratch scene (sRGB display, Standard view, no dither), so the
-PNGs are what the strip shows, with alpha when its frames use transparency; they are cached per strip, file versions, picture settings and
-size in the extension's user folder. Rendering needs Blender's main thread: in the UI the Train
-operator decodes one chunk per timer event (``DecodeTask``), so the window stays responsive,
-with progress and Cancel; scripts decode in one go (about 25 ms a frame for a 1080p H.264 movie
-scaled to 256x144 on a 2-core CPU, docs/PERFORMANCE.md).
+PNGs are what the strip shows, with alpha when its frames use transparency; they are cached per
+strip, file versions, picture settings and size in the extension's user folder. Rendering
+needs Blender's main thread: in the UI the Train operator decodes one chunk per timer event
+(``DecodeTask``), so the window stays responsive, with progress and Cancel; scripts decode in
+one go (about 25 ms a frame for a 1080p H.264 movie scaled to 256x144 on a 2-core CPU,
+docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations

@@ -651,8 +651,9 @@ class FSGAN_OT_train_on_strip(_JobOperator, bpy.types.Operator):
             return {"FINISHED"}
         strips.set_checkpoint(strip, checkpoint)
         global _last_train
+        cancelled = bool(done.get("cancelled") or job.state.cancel_requested)
         _last_train = {"label": strip.name, "step": step, "checkpoint": checkpoint,
-                       "cancelled": bool(done.get("cancelled") or job.state.cancel_requested)}  # fmt: skip
+                       "cancelled": cancelled}  # fmt: skip
         what = "Training cancelled at" if done.get("cancelled") else "Trained"
         message = f"{what} step {step} on '{strip.name}'; checkpoint saved to {checkpoint}."
         _log(message)

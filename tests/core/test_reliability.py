@@ -295,3 +295,14 @@ def test_written_files_are_readable_by_others_and_never_overwritten(tmp_path, cl
     with pytest.raises(ValueError, match="frame_0002.png exists; choose another output folder"):
         extend(str(tmp_path / "no model needed.safetensors"), frames[-2:], 3, str(out))
     assert (out / "frame_0002.png").read_bytes() == b"the artist's own frame"
+
+
+def test_demo_runs_again_into_its_own_folder(tmp_path):
+    """The built-in default job, run twice into one folder (as the README's command is):
+    its own generated frames are replaced, while `core extend` never overwrites others'."""
+    from core.demo import run_demo
+
+    for _ in range(2):
+        r = run_demo(str(tmp_path), steps=1, device="cpu", log=lambda *_: None)
+    assert sorted(os.listdir(r["generated"]))[:2] == ["frame_0001.png", "frame_0002.png"]
+    assert len(os.listdir(r["generated"])) == 16

@@ -130,6 +130,15 @@ def write_sprites(folder: str, count: int, opaque: bool, ext: str = "png", size=
         bpy.data.images.remove(img)
 
 
+def decode_error(S, strip, max_size=None) -> str | None:
+    """The ValueError decoding the strip's frames raises (its sentence), or None."""
+    try:
+        S.visible_frame_paths(strip, max_size)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 def alpha_of(path: str) -> list:
     """[Blender's depth of the file (32: 8-bit RGBA, 24: RGB), its lowest alpha]."""
     img = bpy.data.images.load(path, check_existing=False)
@@ -476,17 +485,9 @@ def main():
     damaged = bl.top_strips().new_movie("damaged", damaged_file, 7, 100)
     with open(damaged_file, "wb") as f:
         f.write(bytes(range(256)) * 20)  # not a movie any more
-    try:
-        S.visible_frame_paths(damaged)
-        decode_damaged = None
-    except ValueError as exc:
-        decode_damaged = str(exc)
+    decode_damaged = decode_error(S, damaged)
     se.active_strip = gone
-    try:
-        S.visible_frame_paths(gone)
-        decode_gone = None
-    except ValueError as exc:
-        decode_gone = str(exc)
+    decode_gone = decode_error(S, gone)
     bl.result(
         stage="refused",
         relative=S.strip_problem(rel),
@@ -505,15 +506,10 @@ def main():
     replaced = bl.top_strips().new_movie("replaced", replaced_file, 9, 100)
     encode(args.frames, replaced_file, "VIDEO", "FFMPEG", ffmpeg_format="MPEG4",
            ffmpeg_codec="H264", ffmpeg_constant_rate_factor="LOSSLESS", count=6)  # fmt: skip
-    try:
-        S.visible_frame_paths(replaced, (32, 32))
-        decode_replaced = None
-    except ValueError as exc:
-        decode_replaced = str(exc)
     bl.result(
         stage="streams",
         stream_problem=S.strip_problem(streams),
-        replaced=decode_replaced,
+        replaced=decode_error(S, replaced, (32, 32)),
     )
 
 
