@@ -22,12 +22,11 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import sys
 import time
 
 import bpy
 
-from . import checkpoints, paths, strips, worker_client
+from . import checkpoints, paths, procs, strips, worker_client
 
 RECORD_NAME = "interrupted.json"
 KEEP_S = 90 * 24 * 3600  # a record for a file that is never opened again goes after 90 days
@@ -54,36 +53,6 @@ def _same_file(a: str, b: str) -> bool:
     )
 
 
-def _alive(pid: int) -> bool:
-    """Whether another process ``pid`` runs (never signals it: on Windows os.kill ends it)."""
-    if pid <= 0 or pid == os.getpid() or pid > 2**31 - 1:
-        return False
-    if sys.platform == "win32":
-        import ctypes
-        from ctypes import wintypes
-
-        kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
-        kernel32.OpenProcess.restype = wintypes.HANDLE
-        kernel32.OpenProcess.argtypes = (wintypes.DWORD, wintypes.BOOL, wintypes.DWORD)
-        kernel32.WaitForSingleObject.argtypes = (wintypes.HANDLE, wintypes.DWORD)
-        kernel32.CloseHandle.argtypes = (wintypes.HANDLE,)
-        synchronize, query = 0x00100000, 0x1000  # SYNCHRONIZE, PROCESS_QUERY_LIMITED_INFORMATION
-        handle = kernel32.OpenProcess(synchronize | query, False, pid)
-        if not handle:
-            return ctypes.get_last_error() == 5  # ERROR_ACCESS_DENIED: it exists
-        try:
-            return kernel32.WaitForSingleObject(handle, 0) == 0x102  # WAIT_TIMEOUT: running
-        finally:
-            kernel32.CloseHandle(handle)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
-
-
 def _running(entry: dict) -> bool:
     """The entry's job may still be running: in this session, it is the current job; else its
     Blender is alive and has not let it go."""
@@ -92,7 +61,7 @@ def _running(entry: dict) -> bool:
     if entry.get("token") == _TOKEN:
         job = worker_client.current()
         return job is not None and job.record_id == entry["id"]
-    return _alive(entry["pid"])
+    return procs.alive(entry["pid"])
 
 
 def _read() -> list[dict]:

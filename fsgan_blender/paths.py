@@ -13,6 +13,8 @@ import time
 
 import bpy
 
+from . import procs
+
 _UNSAFE = re.compile(r"[^\w\-. ]+")  # \w keeps non-ASCII letters; separators and ':' go
 _NUMBERED = re.compile(r"^(?P<prefix>.*?)(?P<number>\d+)\.png$", re.IGNORECASE)
 
@@ -140,12 +142,19 @@ def job_dir(kind: str) -> str:
     return path
 
 
+_JOB_PID = re.compile(r"^[a-z]+-\d{8}-\d{6}-(?P<pid>\d+)(?:-\d+)?$")
+
+
 def prune_jobs(base: str, keep: int) -> None:
-    """Delete all but the newest ``keep`` job folders (their logs help debugging)."""
+    """Delete all but the newest ``keep`` job folders (their logs help debugging), never one
+    of another Blender that is still running (its job may be too: a farm, headless shots)."""
     try:
         entries = [os.path.join(base, e) for e in os.listdir(base)]
     except OSError:
         return
     folders = sorted((e for e in entries if os.path.isdir(e)), key=os.path.getmtime)
     for old in folders[:-keep] if keep else folders:
+        m = _JOB_PID.match(os.path.basename(old))
+        if m and int(m.group("pid")) != os.getpid() and procs.alive(int(m.group("pid"))):
+            continue
         shutil.rmtree(old, ignore_errors=True)

@@ -113,6 +113,12 @@ def test_strip_frames_and_paths(python, blender, built_zip, frames16, tmp_path):
     assert names["safe"] == ["___x", "a_b", "hidden", "ok_name-1.2"]
     assert names["next_number"] == 17
 
+    prune = run.stage("prune")
+    # Only folders of other processes still running survive (the test's; pid 1, init).
+    assert prune["left"] == sorted(
+        [f"train-20260101-000001-{prune['running']}", "extend-20260101-000009-1-2"]
+    ), prune
+
     seq = run.stage("sequencer_scene")
     assert seq["supported"] is run.version.startswith("5."), seq
     if seq["supported"]:

@@ -320,6 +320,24 @@ def main():
         next_number=P.next_free_number(args.frames, "frame_"),
     )
 
+    # Old job folders are pruned, except those of another Blender still running (its job may
+    # be too): this process, the test (alive), and a process that has ended.
+    import subprocess
+
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    jobs = os.path.join(args.work, "jobs")
+    owners = {"mine": os.getpid(), "running": os.getppid(), "ended": ended.pid}
+    for i, pid in enumerate(owners.values()):
+        folder = os.path.join(jobs, f"train-20260101-00000{i}-{pid}")
+        os.makedirs(folder)
+        os.utime(folder, (1e9 + i, 1e9 + i))
+    # pid 1 (init: always running), with the "-2" a second folder of one second gets: kept.
+    os.makedirs(os.path.join(jobs, "extend-20260101-000009-1-2"))
+    P.prune_jobs(jobs, keep=0)
+    left = sorted(os.listdir(jobs))
+    bl.result(stage="prune", left=left, running=owners["running"])
+
     look_stage(S, args)
     linked_stage(S, args)
 
