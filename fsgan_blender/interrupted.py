@@ -161,13 +161,17 @@ def _update(record_id: str | None, change) -> None:
         _log(f"the record of training job {record_id} could not be updated ({exc!r})")
 
 
+def _entry(record_id: str | None) -> dict | None:
+    """The record of job ``record_id``, or None (none, or the file can't be read)."""
+    try:
+        return next((e for e in _read() if e["id"] == record_id), None)
+    except Exception:  # noqa: BLE001 - handlers, unregister and atexit call this
+        return None
+
+
 def started_from(record_id: str | None) -> str:
     """The model the recorded job's strip had when it started ('' if none or unknown)."""
-    try:
-        entry = next((e for e in _read() if e["id"] == record_id), None)
-    except Exception:  # noqa: BLE001
-        return ""
-    return (entry or {}).get("previous") or ""
+    return (_entry(record_id) or {}).get("previous") or ""
 
 
 def end(record_id: str | None) -> None:
@@ -183,10 +187,7 @@ def moved(record_id: str | None, blend: str) -> None:
 def stopped(record_id: str | None, name: str, checkpoint: str | None, step: int) -> str:
     """Blender stopped the job; ``checkpoint`` is what it saved (None: nothing). Returns one
     sentence for the panel."""
-    try:
-        entry = next((e for e in _read() if e["id"] == record_id), None)
-    except Exception:  # noqa: BLE001
-        entry = None
+    entry = _entry(record_id)
     blend = entry["blend"] if entry else ""
     if not checkpoint or not blend:
         end(record_id)

@@ -155,6 +155,6 @@ def prune_jobs(base: str, keep: int) -> None:
     folders = sorted((e for e in entries if os.path.isdir(e)), key=os.path.getmtime)
     for old in folders[:-keep] if keep else folders:
         m = _JOB_PID.match(os.path.basename(old))
-        if m and int(m.group("pid")) != os.getpid() and procs.alive(int(m.group("pid"))):
+        if m and procs.alive(int(m.group("pid"))):  # False for this process's own
             continue
         shutil.rmtree(old, ignore_errors=True)
