@@ -54,6 +54,13 @@ SUITE = (
     "static",
 )
 METHODS = ("copy_last", "linear", "paper", "default")
+# --real: learned methods and their (preset, settings beside the add-on's defaults).
+REAL_METHODS = {
+    "default": ("default", {}),
+    "paper": ("paper", {}),
+    "l1_only": ("default", {"adv_weight": 0.0}),  # the ablation: no adversarial terms
+    "residual_head": ("default", {"head": "residual"}),  # the model before the warp head
+}
 KS = (1, 5, 10, 20)
 TRAIN_FRACTION = 0.75
 STABILITY_FRAMES = 100
@@ -447,8 +454,21 @@ def parse_args(argv):
     g.add_argument("--quick", action="store_true", help="CPU budget (default): 64x48, short runs")
     g.add_argument("--full", action="store_true", help="GPU budget: 128x96, long runs")
     g.add_argument("--profile", choices=tuple(PROFILES), help="a budget by name (smoke: CI)")
-    p.add_argument("--clips", type=lambda s: [c for c in s.split(",") if c],
-                   help=f"comma-separated clips (default: {','.join(SUITE)})")  # fmt: skip
+    p.add_argument("--clips", type=lambda s: s if os.path.isdir(s) else [c for c in s.split(",") if c],
+                   help=f"a folder of real clips (one folder of frames each; implies --real), or "
+                   f"comma-separated procedural clips (default: {','.join(SUITE)})")  # fmt: skip
+    p.add_argument("--real", action="store_true",
+                   help="the real clips (--clips DIR, default ../shared/clips) at their own "
+                   "resolution, with the add-on's training size and model (bench/real_clips.py)")  # fmt: skip
+    p.add_argument("--only", type=lambda s: [c for c in s.split(",") if c],
+                   help="with --real: comma-separated clip folder names to run")  # fmt: skip
+    p.add_argument("--seeds", type=lambda s: [int(c) for c in s.split(",") if c],
+                   help="with --real: training seeds (default 0,1,2)")  # fmt: skip
+    p.add_argument(
+        "--minutes",
+        type=float,
+        help="with --real: training minutes per model (the add-on's time budget)",
+    )
     p.add_argument("--methods", type=lambda s: [c for c in s.split(",") if c],
                    default=list(METHODS), help="comma-separated methods (default: all)")  # fmt: skip
     p.add_argument("--steps", type=int, help="training steps of every learned method (override)")
@@ -469,6 +489,8 @@ def parse_args(argv):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.real or isinstance(args.clips, str):
+        return main_real(args)
     prof_name = args.profile or ("full" if args.full else "quick")
     prof = PROFILES[prof_name]
     for c in args.clips or []:
@@ -536,6 +558,91 @@ def main(argv: list[str] | None = None) -> int:
         ok = sum(c["all"] for c in card.values())
         log(f"\ndefault preset meets the target on {ok}/{len(card)} clips")
     log(f"elapsed {meta['elapsed_s']:.0f}s; results in {path}")
+    return 0
+
+
+def main_real(args) -> int:
+    from bench import real_clips as rc
+
+    root = args.clips if isinstance(args.clips, str) else rc.default_clips_dir()
+    if not root:
+        print("error: no clips folder: pass --clips DIR (../shared/clips is missing)",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    folders = rc.clip_dirs(root)
+    if args.only:
+        folders = [f for f in folders if os.path.basename(f) in args.only]
+    if not folders:
+        print(f"error: no clip folders in {root}", file=sys.stderr)
+        return 2
+    names = list(args.methods)
+    if args.methods == list(METHODS):  # not given: baselines + the default preset
+        names = ["copy_last", "linear", "flow", "default"]
+    methods = {}
+    for m in names:
+        if m in rc.BASELINES:
+            methods[m] = None
+        elif m in REAL_METHODS:
+            preset, over = REAL_METHODS[m]
+            over = dict(over)
+            if args.steps is not None:
+                over["steps"] = args.steps
+            if args.minutes is not None:
+                over["minutes"] = args.minutes
+                over.setdefault("steps", 10**6)
+            methods[m] = (preset, over)
+        else:
+            print(f"error: unknown method {m!r} for --real", file=sys.stderr)
+            return 2
+    seeds = args.seeds or [0, 1, 2]
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    log = lambda s: print(s, flush=True)
+    log(f"real clips from {root}: {len(folders)} clips, methods {', '.join(methods)}, seeds "
+        f"{seeds}, training at {rc.ADDON}")  # fmt: skip
+    t0 = time.perf_counter()
+    results, sheets = {}, {}
+    rolls: dict = {}
+    for folder in folders:
+        name = os.path.basename(folder)
+        results[name] = rc.run_clip(folder, methods, seeds, args.device, args.precision, log, rolls)
+        if args.sheets:
+            r = rolls[name]
+            sheet = {"real": r["real"], "methods": {m: v for m, v in r.items() if m != "real"}}
+            sheets[name] = contact_sheet(name, sheet, os.path.join(args.sheets, f"{name}.png"),
+                                         ks=(1, 2, 3, 4, 5, 6, 8, 10))  # fmt: skip
+    doc = {
+        "meta": {
+            "clips": root,
+            "seeds": seeds,
+            "methods": {m: v for m, v in methods.items()},
+            "addon_defaults": rc.ADDON,
+            "test_frames": rc.TEST_FRAMES,
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "device": pick_device(args.device).describe(),
+            "elapsed_s": round(time.perf_counter() - t0, 1),
+            "stability": {
+                "std_floor": rc.STD_FLOOR,
+                "drift_bound": rc.DRIFT_BOUND,
+                "freeze_floor": rc.FREEZE_FLOOR,
+                "blowup_bound": rc.BLOWUP_BOUND,
+            },
+        },  # fmt: skip
+        "results": results,
+        "scorecard": {m: rc.scorecard(results, m) for m in methods if methods[m] is not None},
+        "contact_sheets": sheets,
+    }
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, "real_results.json")
+    with open(path, "w") as f:
+        json.dump(doc, f, indent=1)
+    log("\n" + rc.markdown(results))
+    for m, card in doc["scorecard"].items():
+        for key in ("beats_copy_last", "beats_flow", "motion_ok", "sharpness_ok", "stable",
+                    "no_collapse"):  # fmt: skip
+            log(f"{m}: {key} on {sum(c[key] for c in card.values())}/{len(card)} clips")
+    log(f"elapsed {doc['meta']['elapsed_s']:.0f}s; results in {path}")
     return 0
 
 

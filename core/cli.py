@@ -19,11 +19,15 @@ from . import __version__
 from .checkpoint import CheckpointError
 from .data import FrameError
 from .device import DeviceError
+from .guard import TrainingCollapsed
 from .models import ModelConfig
 from .protocol import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, EXIT_OOM, JobError
 from .train import TrainConfig
 
-USER_ERRORS = (FrameError, CheckpointError, DeviceError, JobError, ValueError, FileNotFoundError)
+USER_ERRORS = (
+    FrameError, CheckpointError, DeviceError, JobError, ValueError, FileNotFoundError,
+    TrainingCollapsed, FloatingPointError,
+)  # fmt: skip
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool}
 
 

@@ -62,7 +62,13 @@ def _to_8bit(img: Image.Image) -> Image.Image:
     """Any Pillow mode -> 'RGB' or 'RGBA' (8 bits per channel)."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         a = np.asarray(img).astype(np.float64)
-        hi = 65535.0 if img.mode.startswith("I;16") or a.max() > 255 else 255.0
+        a = np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
+        if img.mode == "F" and a.max() <= 1.0 + 1e-6:
+            hi = 1.0  # a float image in [0, 1], as renderers and compositors write them
+        elif img.mode.startswith("I;16") or a.max() > 255:
+            hi = 65535.0  # 16-bit integers (a 32-bit "I" TIFF above 255 holds 16-bit data)
+        else:
+            hi = 255.0
         a = np.clip(a / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return Image.fromarray(a, "L").convert("RGB")
     if img.mode == "P":
@@ -178,6 +184,24 @@ def load_clip(
     channels = channels or (4 if translucent else 3)
     frames = torch.from_numpy(out[..., :channels]).permute(0, 3, 1, 2).contiguous()
     return Clip(frames=frames, paths=list(paths), letterbox=box)
+
+
+def load_full_size(paths: list[str], channels: int, exif: bool = True) -> torch.Tensor:
+    """Frames at their own size, (N, C, H, W) uint8: the context a warp model moves (only a few
+    frames: a 4K frame is 33 MB as uint8)."""
+    out = []
+    size = None
+    for path in paths:
+        img = read_frame(path, exif)
+        if size is not None and img.size != size:
+            raise FrameError(
+                f"The frames have different sizes ({size[0]}x{size[1]} and {img.size[0]}x"
+                f"{img.size[1]} at {os.path.basename(path)}); use frames of one size."
+            )
+        size = img.size
+        a = np.asarray(img.convert("RGBA"))[..., :channels]
+        out.append(torch.from_numpy(a.copy()).permute(2, 0, 1))
+    return torch.stack(out)
 
 
 def to_float(x: torch.Tensor) -> torch.Tensor:

@@ -8,11 +8,14 @@ from collections.abc import Callable
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from .checkpoint import atomic_write_bytes, load_checkpoint
-from .data import Letterbox, load_clip, tensor_to_image, to_float
+from .data import Letterbox, load_clip, load_full_size, tensor_to_image, to_float
 from .device import Runtime, pick_device
-from .models import ModelConfig, build_models
+from .models import ModelConfig, Motion, build_models, compose
+
+FLAT_RATIO = 0.05  # a frame with under this x the context's detail (spatial std) is "flat"
 
 
 def load_generator(path: str, runtime: Runtime) -> tuple[nn.Module, ModelConfig, dict]:
@@ -52,6 +55,82 @@ def rollout(g: nn.Module, context: torch.Tensor, count: int, runtime: Runtime) -
     g.train(was_training)
     frames = torch.stack(out, 1)
     return frames[0] if single else frames
+
+
+class FullSizePredictor:
+    """Next frames at the source's size from a generator trained at a smaller size.
+
+    The context is letterboxed down to the training size, as in training. A warp model's motion
+    (flow, blend weights, residual) is cut out of the letterbox, scaled up and applied to the
+    full-size frames with bicubic sampling, so what moves keeps the source's detail. Other
+    models' frames are scaled up. Memory: a few full-size frames and flow fields, never the
+    network at full size.
+    """
+
+    def __init__(self, g: nn.Module, mcfg: ModelConfig, box: Letterbox, runtime: Runtime):
+        self.g, self.mcfg, self.box, self.rt = g, mcfg, box, runtime
+
+    def to_train(self, full: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) at the source size -> letterboxed (N, C, h, w), in [-1, 1]."""
+        left, top, w, h = self.box.inner
+        small = F.interpolate(full, size=(h, w), mode="bicubic", antialias=True)
+        small = small.clamp(-1.0, 1.0)
+        right = self.box.dst_w - w - left
+        bottom = self.box.dst_h - h - top
+        return F.pad(small, (left, right, top, bottom), value=-1.0)
+
+    def _up(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., h_box, w_box) at the training size -> the picture part at the source size."""
+        left, top, w, h = self.box.inner
+        lead = x.shape[:-3]
+        x = x[..., top : top + h, left : left + w].reshape(-1, *x.shape[-3:-2], h, w)
+        x = F.interpolate(x, size=(self.box.src_h, self.box.src_w), mode="bilinear")
+        return x.reshape(*lead, *x.shape[-3:])
+
+    @torch.no_grad()
+    def step(self, full_ctx: torch.Tensor) -> torch.Tensor:
+        """(B, K, C, H, W) full-size context in [-1, 1] -> (B, C, H, W) next frames."""
+        b, k, c, hh, ww = full_ctx.shape
+        small = self.to_train(full_ctx.reshape(b * k, c, hh, ww)).reshape(b, k, c, *self.box_hw)
+        with self.rt.autocast():
+            if not self.mcfg.warps:
+                pred = self.g(small).float()  # (B, C, h, w)
+                left, top, w, h = self.box.inner
+                pred = pred[..., top : top + h, left : left + w]
+                up = F.interpolate(pred, size=(hh, ww), mode="bicubic", antialias=False)
+                return up.clamp(-1.0, 1.0)
+            m = self.g.motion(small)
+        _, _, w, h = self.box.inner
+        flow = self._up(m.flow)  # (B, K, 2, H, W), still in training pixels
+        scale = torch.tensor([ww / w, hh / h], device=flow.device).view(1, 1, 2, 1, 1)
+        full = Motion(flow=flow * scale, weight=self._up(m.weight), residual=self._up(m.residual))
+        return compose(full_ctx.float(), full, mode="bicubic").clamp(-1.0, 1.0)
+
+    @property
+    def box_hw(self) -> tuple[int, int]:
+        return self.box.dst_h, self.box.dst_w
+
+    def rollout(self, context: torch.Tensor, count: int) -> torch.Tensor:
+        """(K, C, H, W) full-size context -> (count, C, H, W) frames, each from the previous."""
+        ctx = context[None].to(self.rt.device).float()
+        out = []
+        for _ in range(count):
+            nxt = self.step(ctx)
+            out.append(nxt[0])
+            ctx = torch.cat([ctx[:, 1:], nxt[:, None]], 1)
+        return torch.stack(out)
+
+
+def check_not_flat(frame: torch.Tensor, context: torch.Tensor, path: str) -> None:
+    """Refuse a model whose first frame is a flat colour where the context has detail (a
+    generator that collapsed in training: issue 14 saw all-black strips)."""
+    ref = float(context.float().flatten(1).std(1).mean())
+    got = float(frame.float().std())
+    if ref > 0.02 and got < FLAT_RATIO * ref:
+        raise ValueError(
+            f"The model {os.path.basename(path)} outputs a flat colour instead of a picture (its "
+            "training collapsed); train it again, or continue from an earlier checkpoint."
+        )
 
 
 def context_tensor(frames: torch.Tensor, k: int) -> torch.Tensor:
@@ -109,18 +188,30 @@ def extend(
     g, mcfg, _ = load_generator(checkpoint, rt)
     ctx_paths = frames[-mcfg.context :]
     clip = load_clip(ctx_paths, mcfg.width, mcfg.height, channels=mcfg.channels, exif=exif)
-    ctx = context_tensor(clip.frames, mcfg.context)  # (K, C, H, W)
-    os.makedirs(out_dir, exist_ok=True)
     box: Letterbox = clip.letterbox
+    if size == "source":  # generated at the source's size (FullSizePredictor)
+        predictor = FullSizePredictor(g, mcfg, box, rt)
+        full = load_full_size(ctx_paths, mcfg.channels, exif)
+        ctx = context_tensor(full, mcfg.context).to(rt.device)[None]  # (1, K, C, H, W)
+    else:
+        ctx = context_tensor(clip.frames, mcfg.context)  # (K, C, H, W)
+    os.makedirs(out_dir, exist_ok=True)
     paths = []
     for i in range(count):  # one frame at a time: each is on disk before the next, cancellable
         if should_stop and should_stop():
             break
-        frame = rollout(g, ctx, 1, rt)[0]  # (C, H, W)
-        ctx = torch.cat([ctx[1:], frame[None].to(ctx.device)])
-        img = tensor_to_image(frame)
         if size == "source":
-            img = box.undo(img)
+            frame = predictor.step(ctx)  # (1, C, H, W)
+            if i == 0:
+                check_not_flat(frame[0], ctx[0], checkpoint)
+            ctx = torch.cat([ctx[:, 1:], frame[:, None]], 1)
+            frame = frame[0]
+        else:
+            frame = rollout(g, ctx, 1, rt)[0]  # (C, H, W)
+            if i == 0:
+                check_not_flat(frame, ctx, checkpoint)
+            ctx = torch.cat([ctx[1:], frame[None].to(ctx.device)])
+        img = tensor_to_image(frame)
         path = os.path.join(out_dir, f"{prefix}{start_number + i:04d}.png")
         atomic_write_bytes(path, png_bytes(img))
         paths.append(path)

@@ -16,6 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 PRESETS = ("paper", "default")
+HEADS = ("warp", "residual")
 
 
 @dataclass
@@ -60,6 +61,16 @@ class ModelConfig:
     levels: int = field(
         default=3, metadata={"help": "default preset: U-Net down-sampling levels (receptive field)"}
     )
+    head: str = field(
+        default="warp",
+        metadata={
+            "help": "default preset's output: 'warp' (the context frames moved by predicted flow, "
+            "blended by a predicted mask, plus a small synthesised residual; applied to the "
+            "full-size frames when generating, so detail survives at any resolution) or "
+            "'residual' (last frame + 2 tanh(delta), clamped: the model before 0.2, kept to "
+            "load its checkpoints and for the ablation)"
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -70,6 +81,8 @@ class ModelConfig:
             raise ValueError(f"The training resolution {self.width}x{self.height} is too small.")
         if self.width_mult <= 0:
             raise ValueError("width_mult must be positive.")
+        if self.head not in HEADS:
+            raise ValueError(f"Unknown head {self.head!r}; choose one of {', '.join(HEADS)}.")
         if self.preset == "paper":
             self.context = 1
 
@@ -79,7 +92,15 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
         names = {f.name for f in fields(cls)}
+        d = dict(d)
+        # Checkpoints written before the warp head existed hold the residual generator.
+        d.setdefault("head", "residual")
         return cls(**{k: v for k, v in d.items() if k in names})
+
+    @property
+    def warps(self) -> bool:
+        """Whether G predicts motion that can be applied to frames of any size."""
+        return self.preset == "default" and self.head == "warp"
 
 
 def _ch(n: int, mult: float) -> int:
@@ -202,22 +223,34 @@ class _ResBlock(nn.Module):
         self.body = nn.Sequential(
             nn.Conv2d(ch, ch, 3, 1, 1), nn.LeakyReLU(0.2), nn.Conv2d(ch, ch, 3, 1, 1)
         )
+        with torch.no_grad():  # the branch starts small: activations stay bounded down the stack
+            self.body[2].weight.mul_(0.1)
 
     def forward(self, x):
         return F.leaky_relu(x + self.body(x), 0.2)
 
 
 class UNetGenerator(nn.Module):
-    """Predicts I_t+1 = I_t + delta from K context frames (B, K, C, H, W) -> (B, C, H, W).
+    """Predicts I_t+1 from K context frames (B, K, C, H, W) -> (B, C, H, W).
 
     Inputs are the context frames and their differences (motion made explicit); each level
-    halves the resolution, so ``levels`` sets the receptive field; the output is a residual on
-    the last frame, so a static clip is the easy solution and colours cannot drift by default.
+    halves the resolution, so ``levels`` sets the receptive field.
+
+    Head ``warp`` (the default): the network predicts, per context frame k, a flow field (in
+    training pixels) and a blend weight, plus a synthesised residual:
+        I_t+1 = sum_k w_k * warp(I_t-k, flow_k) + tanh(r)
+    The output is made of real pixels moved around, so it cannot collapse to a constant colour
+    (every pixel keeps a gradient through the warp), and the same motion can be applied to the
+    full-size frames (``apply_motion``): a model trained at 128x72 keeps a 1080p strip's detail.
+    At initialisation it copies the last frame.
+
+    Head ``residual``: I_t + 2 tanh(delta), clamped (the model before the warp head).
     """
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         c, k = cfg.channels, cfg.context
+        self.channels, self.context, self.warp = c, k, cfg.head == "warp"
         widths = [_ch(cfg.base * 2 ** min(i, 2), cfg.width_mult) for i in range(cfg.levels + 1)]
         cin = c * k + c * (k - 1)
         self.stem = nn.Sequential(nn.Conv2d(cin, widths[0], 3, 1, 1), nn.LeakyReLU(0.2))
@@ -239,12 +272,15 @@ class UNetGenerator(nn.Module):
                     _ResBlock(widths[i]),
                 )
             )  # fmt: skip
-        self.head = nn.Conv2d(widths[0], c, 3, 1, 1)
+        # warp: K flows (2 each), K blend logits, C residual channels
+        self.head = nn.Conv2d(widths[0], 3 * k + c if self.warp else c, 3, 1, 1)
         nn.init.zeros_(self.head.weight)  # starts as "copy the last frame"
         nn.init.zeros_(self.head.bias)
+        if self.warp:
+            with torch.no_grad():
+                self.head.bias[3 * k - 1] = 4.0  # blend weight ~0.98 on the last frame
 
-    def forward(self, ctx: torch.Tensor) -> torch.Tensor:
-        last = ctx[:, -1]  # (B, C, H, W)
+    def _features(self, ctx: torch.Tensor) -> torch.Tensor:
         diffs = [ctx[:, i + 1] - ctx[:, i] for i in range(ctx.shape[1] - 1)]
         x = self.stem(torch.cat([*ctx.unbind(1), *diffs], 1))
         skips = []
@@ -257,7 +293,57 @@ class UNetGenerator(nn.Module):
             skip = skips.pop()
             x = F.interpolate(x, size=skip.shape[-2:], mode="nearest")
             x = dec(torch.cat([F.leaky_relu(up(x), 0.2), skip], 1))
-        return torch.clamp(last + 2.0 * torch.tanh(self.head(x)), -1.0, 1.0)
+        return self.head(x)
+
+    def motion(self, ctx: torch.Tensor) -> Motion:
+        """The warp head's prediction at the context's resolution (float32)."""
+        k = self.context
+        h = self._features(ctx).float()
+        b, _, hh, ww = h.shape
+        return Motion(
+            flow=h[:, : 2 * k].reshape(b, k, 2, hh, ww),
+            weight=torch.softmax(h[:, 2 * k : 3 * k], 1)[:, :, None],
+            residual=torch.tanh(h[:, 3 * k :]),
+        )
+
+    def forward(self, ctx: torch.Tensor) -> torch.Tensor:
+        if not self.warp:
+            last = ctx[:, -1]  # (B, C, H, W)
+            return torch.clamp(last + 2.0 * torch.tanh(self._features(ctx)), -1.0, 1.0)
+        out = compose(ctx.float(), self.motion(ctx))
+        # Training keeps the gradient everywhere; a generated frame stays in the pixel range.
+        return out if self.training else out.clamp(-1.0, 1.0)
+
+
+@dataclass
+class Motion:
+    """What the warp head predicts for the next frame, at the training resolution."""
+
+    flow: torch.Tensor  # (B, K, 2, H, W): where each output pixel comes from, in pixels (x, y)
+    weight: torch.Tensor  # (B, K, 1, H, W): blend weights of the K warped frames (sum 1)
+    residual: torch.Tensor  # (B, C, H, W): synthesised correction in [-1, 1]
+
+
+def warp(frames: torch.Tensor, flow: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
+    """Backward warp: out(p) = frames(p + flow(p)); (B, C, H, W) by (B, 2, H, W) pixels.
+
+    Outside the frame it reflects the picture: content moving in from outside is never black,
+    and a flow pointing far outside still samples real pixels with a gradient (a border that
+    repeats the edge pixel would give a flat image with none: a collapse with no way back)."""
+    b, _, h, w = frames.shape
+    ys = torch.arange(h, device=flow.device, dtype=flow.dtype)
+    xs = torch.arange(w, device=flow.device, dtype=flow.dtype)
+    gx = (2.0 * (xs[None, None, :] + flow[:, 0]) + 1.0) / w - 1.0  # (B, H, W), align_corners=False
+    gy = (2.0 * (ys[None, :, None] + flow[:, 1]) + 1.0) / h - 1.0
+    grid = torch.stack([gx, gy], -1)
+    return F.grid_sample(frames, grid, mode=mode, padding_mode="reflection", align_corners=False)
+
+
+def compose(frames: torch.Tensor, m: Motion, mode: str = "bilinear") -> torch.Tensor:
+    """The next frame from context frames (B, K, C, H, W) and a Motion of the same size."""
+    k = frames.shape[1]
+    moved = torch.stack([warp(frames[:, i], m.flow[:, i], mode) for i in range(k)], 1)
+    return (m.weight * moved).sum(1) + m.residual
 
 
 class PatchCritic(nn.Module):

@@ -104,7 +104,7 @@ def _segment_dist(xs, ys, ax, ay, bx, by):
     return np.hypot(xs - (ax + t * vx), ys - (ay + t * vy))
 
 
-def make_rotating_polygon(n=80, w=64, h=48, seed=0, sides=5, period=40.0) -> np.ndarray:
+def make_rotating_polygon(n=80, w=64, h=48, seed=0, sides=5, period=37.3) -> np.ndarray:
     """A regular polygon spinning at constant speed, its fill shaded along a rotating axis."""
     xs, ys = _grid(w, h)
     cx, cy, r = w / 2, h / 2, 0.38 * min(w, h)
@@ -124,8 +124,9 @@ def make_rotating_polygon(n=80, w=64, h=48, seed=0, sides=5, period=40.0) -> np.
     return _to_u8(frames)
 
 
-def make_walk_cycle(n=80, w=64, h=48, seed=0, period=12) -> np.ndarray:
-    """A stick figure walking in place: swinging legs and arms, a bobbing body (periodic)."""
+def make_walk_cycle(n=80, w=64, h=48, seed=0, period=13.3) -> np.ndarray:
+    """A stick figure walking in place: swinging legs and arms, a bobbing body (a cycle of
+    13.3 frames: no frame repeats exactly, so a held-out frame is never a training frame)."""
     xs, ys = _grid(w, h)
     s = h / 48.0
     bg = np.stack([0.75 + 0.1 * ys / h, 0.85 + 0 * ys, 0.95 - 0.1 * ys / h], -1)
@@ -154,7 +155,7 @@ def make_walk_cycle(n=80, w=64, h=48, seed=0, period=12) -> np.ndarray:
     return _to_u8(frames)
 
 
-def make_pulsing_blob(n=80, w=64, h=48, seed=0, period=20.0) -> np.ndarray:
+def make_pulsing_blob(n=80, w=64, h=48, seed=0, period=17.3) -> np.ndarray:
     """A wobbling, breathing blob whose colour pulses: shape and colour change, nothing moves."""
     xs, ys = _grid(w, h)
     cx, cy = w / 2, h / 2
@@ -196,7 +197,7 @@ def make_scrolling_background(n=80, w=64, h=48, seed=0) -> np.ndarray:
     return _to_u8(frames)
 
 
-def make_rgba_sprite(n=80, w=64, h=48, seed=0, period=32.0) -> np.ndarray:
+def make_rgba_sprite(n=80, w=64, h=48, seed=0, period=29.7) -> np.ndarray:
     """A shaded sprite circling on a transparent background: (N, H, W, 4) RGBA."""
     xs, ys = _grid(w, h)
     r = 0.16 * min(w, h) + 1

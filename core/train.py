@@ -24,12 +24,20 @@ from .augment import diff_augment
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .data import Clip, tensor_to_image, to_float
 from .device import Runtime, pick_device
+from .guard import Guard, holdout_windows
 from .models import ModelConfig, build_models
 
 
 @dataclass
 class TrainConfig:
     steps: int = field(default=1000, metadata={"help": "training steps (one batch each)"})
+    minutes: float = field(
+        default=0.0,
+        metadata={
+            "help": "stop after this many minutes of training even if fewer steps ran (0 = no "
+            "time limit; with a limit, steps is the most it runs)"
+        },
+    )
     batch_size: int = field(
         default=8,
         metadata={
@@ -75,11 +83,36 @@ class TrainConfig:
             "(default preset 0.995, paper preset 0 = off)"
         },
     )
-    adv_weight: float = field(
-        default=1.0,
+    adv_weight: float | None = field(
+        default=None,
         metadata={
             "help": "weight of the two adversarial terms in G's updates when an L1 term is on "
-            "(0 = an L1-only ablation; the benchmark measures what the GAN adds)"
+            "(default preset 0.1; 0 = an L1-only ablation; docs/QUALITY.md measures what the "
+            "GAN adds)"
+        },
+    )
+    adv_warmup: int | None = field(
+        default=None,
+        metadata={
+            "help": "steps over which the adversarial weight ramps up from 0 when an L1 term is "
+            "on, so the critics judge a generator that already predicts the motion (default "
+            "preset 100; paper preset 0)"
+        },
+    )
+    guard: str | None = field(
+        default=None,
+        metadata={
+            "help": "watching the run on held-out frames (core/guard.py): 'recover' rolls back a "
+            "collapse with lower learning rates and keeps the best state (default preset); "
+            "'best' only keeps the best state, leaving the recipe as it is (paper preset); "
+            "'off'"
+        },
+    )
+    val_every: int = field(
+        default=0,
+        metadata={
+            "help": "check the run on held-out frames every N steps (0 = auto: 10 on the CPU, "
+            "50 on a GPU, and before every checkpoint)"
         },
     )
     diffaug: str | None = field(
@@ -122,9 +155,12 @@ class TrainConfig:
         """Fill the preset-dependent fields left as None."""
         paper = preset == "paper"
         defaults = {
-            "lr_g": 2e-4 if paper else 1e-3,
-            "lr_d": 2e-4 if paper else 1e-3,
+            "lr_g": 2e-4 if paper else 5e-4,
+            "lr_d": 2e-4,
             "l1_weight": 0.0 if paper else 10.0,
+            "adv_weight": 1.0 if paper else 0.1,
+            "adv_warmup": 0 if paper else 100,
+            "guard": "best" if paper else "recover",
             "unroll": 1,
             "ema": 0.0 if paper else 0.995,
             "diffaug": "" if paper else "translation,color",
@@ -135,6 +171,10 @@ class TrainConfig:
                 setattr(out, k, v)
         if out.steps < 0 or out.batch_size < 1 or out.unroll < 1:
             raise ValueError("steps must be >= 0, batch_size >= 1 and unroll >= 1.")
+        if out.minutes < 0 or out.adv_warmup < 0 or out.val_every < 0:
+            raise ValueError("minutes, adv_warmup and val_every must be >= 0.")
+        if out.guard not in ("recover", "best", "off"):
+            raise ValueError(f"guard must be 'recover', 'best' or 'off', not {out.guard!r}.")
         return out
 
     def to_dict(self) -> dict:
@@ -200,7 +240,9 @@ class Trainer:
         self.unroll = min(self.tcfg.unroll, len(clip) - self.context)
         self.window = self.context + self.unroll
         self.frames = clip.frames.to(dev)  # (N, C, H, W) uint8, resident on the device
-        self.n_windows = len(clip) - self.window + 1
+        # The last n_val windows are held out for validation (core/guard.py), never trained on.
+        self.n_val = holdout_windows(len(clip) - self.window + 1)
+        self.n_windows = len(clip) - self.window + 1 - self.n_val
         self.source = {
             "width": clip.letterbox.src_w,
             "height": clip.letterbox.src_h,
@@ -368,6 +410,11 @@ class Trainer:
         loss_s.backward()
         self.opt_s.step()
 
+        # adversarial weight, ramped up over adv_warmup steps when an L1 term anchors G
+        adv = cfg.adv_weight
+        if cfg.l1_weight and cfg.adv_warmup:
+            adv *= min(1.0, self.step_num / cfg.adv_warmup)
+
         # ---- update G against D ----
         self._phase("G_D", phases)
         self.d.requires_grad_(False)
@@ -376,7 +423,7 @@ class Trainer:
             (f,) = self._aug(fake, gen=agen)
             loss_gd = g_loss_fn(self._d_frozen(f))
             l1 = F.l1_loss(fake.float(), real)
-            total = cfg.adv_weight * loss_gd + cfg.l1_weight * l1 if cfg.l1_weight else loss_gd
+            total = adv * loss_gd + cfg.l1_weight * l1 if cfg.l1_weight else loss_gd
         self.opt_g.zero_grad(set_to_none=True)
         total.backward()
         self.opt_g.step()
@@ -390,7 +437,7 @@ class Trainer:
             fn, fp = self._aug(fake, fprev, gen=agen)
             loss_gs = g_loss_fn(self._s_frozen(fn - fp, fp))
             l1_s = F.l1_loss(fake.float(), real)
-            total = cfg.adv_weight * loss_gs + cfg.l1_weight * l1_s if cfg.l1_weight else loss_gs
+            total = adv * loss_gs + cfg.l1_weight * l1_s if cfg.l1_weight else loss_gs
         self.opt_g.zero_grad(set_to_none=True)
         total.backward()
         self.opt_g.step()
@@ -442,8 +489,14 @@ def fit(
     should_stop: Callable[[], bool] | None = None,
     preview_dir: str | None = None,
 ) -> dict:
-    """Train until ``tcfg.steps``; checks ``should_stop`` before every step and, when it says
-    stop, saves the last completed step. Returns {"step", "cancelled", "checkpoint"}."""
+    """Train until ``tcfg.steps`` (or ``tcfg.minutes``); checks ``should_stop`` before every
+    step and, when it says stop, saves the last completed step.
+
+    The run is watched on held-out frames (core/guard.py): a collapse is rolled back, a
+    checkpoint is only written from a state that passed, and the model saved at the end is the
+    best one. Returns {"step", "cancelled", "checkpoint", "validation"}; raises
+    ``TrainingCollapsed`` when a collapse could not be recovered from (nothing is saved then).
+    """
     cfg = trainer.tcfg
     ctx = trainer.dist
     main = ctx.is_main  # only rank 0 reports and writes files
@@ -455,9 +508,19 @@ def fit(
     last_report = t0
     last_out, checked = None, first
     every_step = trainer.rt.type == "cpu"  # reading a loss back waits for a GPU (CUDA, MPS)
+    guarded = cfg.guard != "off" and not ctx.active  # ranks would have to agree on rollbacks
+    guard = (
+        Guard(trainer, lambda m: cb({"event": "log", "message": m}), cfg.guard == "recover")
+        if guarded
+        else None
+    )
+    val_every = cfg.val_every or (10 if every_step else 50)
+    limit_s = cfg.minutes * 60.0 if cfg.minutes else None
     while trainer.step_num < cfg.steps:
         if distributed.any_rank(bool(should_stop and should_stop()), ctx):
             cancelled = True
+            break
+        if limit_s is not None and time.perf_counter() - t0 >= limit_s:
             break
         try:
             out = trainer.step()
@@ -486,11 +549,15 @@ def fit(
         # every rank agrees on, so the mean over ranks inside cannot deadlock).
         saving = bool(cfg.checkpoint_every) and step % cfg.checkpoint_every == 0
         since = now - last_report
+        vals = None
         if saving or should_report(step, cfg.steps, cfg.log_every, every_step, ctx.active, since):
             last_report, checked = now, step
-            vals = _read_back(out, step, ctx)
+            vals = _read_back(out, step, ctx, raise_on_nan=guard is None)
             elapsed = time.perf_counter() - t0
             rate = (step - first) / elapsed if elapsed > 0 else 0.0
+            eta = (cfg.steps - step) / rate if rate > 0 else None
+            if limit_s is not None:
+                eta = max(0.0, limit_s - elapsed) if eta is None else min(eta, limit_s - elapsed)
             cb(
                 {
                     "event": "progress",
@@ -503,30 +570,52 @@ def fit(
                     "phases": list(trainer.last_phases),
                     "elapsed_s": elapsed,
                     "steps_per_s": rate,
-                    "eta_s": (cfg.steps - step) / rate if rate > 0 else None,
+                    "eta_s": max(0.0, eta) if eta is not None else None,
+                    "time_limit_s": limit_s,
                 }
             )
+        if guard is not None and (
+            saving
+            or step % val_every == 0
+            or vals is not None
+            and not all(math.isfinite(v) for v in vals.values())
+        ):
+            finite = vals is None or all(math.isfinite(v) for v in vals.values())
+            if not guard.validate(finite):
+                last_out, checked = None, trainer.step_num
+                continue  # rolled back: train on from the last good state
         if main and preview_dir and cfg.preview_every and step % cfg.preview_every == 0:
             path = write_preview(trainer, preview_dir, step)
             cb({"event": "sample", "step": step, "path": path})
-        if main and checkpoint_path and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+        if main and checkpoint_path and saving:
             trainer.save(checkpoint_path)
             last_saved = step
             cb({"event": "checkpoint", "step": step, "path": checkpoint_path})
     if last_out is not None and checked != trainer.step_num:  # cancelled between reports
-        _read_back(last_out, trainer.step_num, ctx)
+        vals = _read_back(last_out, trainer.step_num, ctx, raise_on_nan=guard is None)
+        if guard is not None and not all(math.isfinite(v) for v in vals.values()):
+            guard.validate(False)  # rolls back to the last good state
+    kept = guard.finish() if guard is not None else None
     if main and checkpoint_path and last_saved != trainer.step_num:
         trainer.save(checkpoint_path)
         cb({"event": "checkpoint", "step": trainer.step_num, "path": checkpoint_path})
-    return {"step": trainer.step_num, "cancelled": cancelled, "checkpoint": checkpoint_path}
+    return {
+        "step": trainer.step_num,
+        "cancelled": cancelled,
+        "checkpoint": checkpoint_path,
+        "validation": kept.to_dict() if kept is not None else None,
+        "recoveries": guard.recoveries if guard is not None else 0,
+    }
 
 
-def _read_back(out: dict[str, torch.Tensor], step: int, ctx) -> dict[str, float]:
+def _read_back(
+    out: dict[str, torch.Tensor], step: int, ctx, raise_on_nan: bool = True
+) -> dict[str, float]:
     """The step's losses and outputs as floats (averaged over the ranks); raises when one is
-    not finite."""
+    not finite (unless ``raise_on_nan`` is False: the guard rolls back instead)."""
     out = distributed.mean_over_ranks(out, ctx)
     vals = dict(zip(out, torch.stack([v.float() for v in out.values()]).tolist()))
-    if not all(math.isfinite(v) for v in vals.values()):
+    if raise_on_nan and not all(math.isfinite(v) for v in vals.values()):
         raise FloatingPointError(
             f"Training diverged at step {step} (a loss is not finite); lower the "
             "learning rates or use the default preset."

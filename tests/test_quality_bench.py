@@ -78,3 +78,25 @@ def test_learned_methods_are_finite(run):
         for m in ("paper", "default"):
             assert res[m]["stability"]["finite"]
             assert res[m]["train"]["steps"] == 2
+
+
+@pytest.mark.parametrize("profile", ["smoke", "quick", "full"])
+def test_no_held_out_frame_repeats_a_training_frame(profile):
+    """A periodic clip whose period divides the training part would let a model score by
+    memorising: every held-out frame must differ from every training frame (the static clip
+    excepted: not moving is what it tests)."""
+    import numpy as np
+
+    from core.procedural import make_clip
+
+    prof = quality.PROFILES[profile]
+    n_train = int(round(prof.frames * quality.TRAIN_FRACTION))
+    for name in quality.SUITE:
+        if name == "static":
+            continue
+        for seed in (0, 1, 2):
+            a = make_clip(name, prof.frames, prof.width, prof.height, seed=seed)
+            train = a[:n_train].reshape(n_train, -1)
+            for i in range(n_train, prof.frames):
+                same = (train == a[i].reshape(1, -1)).all(1)
+                assert not same.any(), (name, seed, i, int(np.flatnonzero(same)[0]))

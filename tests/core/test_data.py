@@ -97,3 +97,30 @@ def test_exif_orientation_applied_or_kept_as_stored(tmp_path):
     clip = load_clip(paths, 64, 36, exif=False)
     assert clip.letterbox.src_w == 64 and clip.letterbox.src_h == 36
     assert load_clip(paths, 64, 36).letterbox.src_w == 36  # upright: letterboxed portrait
+
+
+@pytest.mark.parametrize(
+    "mode, scale",
+    [("F", 1.0), ("F", 255.0), ("I;16", 65535.0), ("I", 65535.0), ("I", 255.0)],
+)
+def test_float_and_16_bit_tiffs_keep_their_values(tmp_path, mode, scale):
+    """A float TIFF in [0, 1] loaded black before (it was read as 0-255)."""
+    import numpy as np
+    from PIL import Image
+
+    from core.data import read_frame
+
+    ramp = np.linspace(0.0, 1.0, 64, dtype=np.float64)[None].repeat(8, 0)  # (8, 64)
+    vals = ramp * scale
+    if mode == "F":
+        img = Image.fromarray(vals.astype(np.float32), "F")
+    elif mode == "I;16":
+        img = Image.fromarray(vals.round().astype(np.uint16))  # mode I;16
+    else:
+        img = Image.fromarray(vals.round().astype(np.int32), "I")
+    path = tmp_path / f"f_{mode.replace(';', '')}_{int(scale)}.tif"
+    img.save(path)
+    with Image.open(path) as check:
+        assert check.mode == mode  # the file really is of that kind
+    got = np.asarray(read_frame(str(path)))[..., 0].astype(np.float64) / 255.0
+    assert np.abs(got - ramp).max() <= 1.0 / 255.0 + 1e-9

@@ -52,7 +52,12 @@ def test_callback_reports_progress_and_cancel_saves(clip_dir, tmp_path):
     events = []
     ckpt = tmp_path / "m.safetensors"
     result = fit(tr, str(ckpt), events.append, should_stop=lambda: tr.step_num >= 2)
-    assert result == {"step": 2, "cancelled": True, "checkpoint": str(ckpt)}
+    assert {k: result[k] for k in ("step", "cancelled", "checkpoint")} == {
+        "step": 2,
+        "cancelled": True,
+        "checkpoint": str(ckpt),
+    }
+    assert result["validation"]["step"] == 2 and result["recoveries"] == 0
     prog = [e for e in events if e["event"] == "progress"]
     assert [e["step"] for e in prog] == [1, 2]
     assert set(prog[0]["losses"]) == {"loss_d", "loss_s", "loss_g_d", "loss_g_s", "l1"}
@@ -96,21 +101,22 @@ def test_a_diverged_model_is_never_saved(clip_dir, tmp_path, monkeypatch):
 
     monkeypatch.setattr(train_mod, "REPORT_INTERVAL_S", 1e9)  # no time-based report
     # A checkpoint is due at step 4, after the losses went NaN at step 3: it is checked first.
-    _, _, _, tr = _trainer(clip_dir, checkpoint_every=4)
+    # (guard off: the unguarded path's own check; tests/core/test_guard.py covers rollbacks)
+    _, _, _, tr = _trainer(clip_dir, checkpoint_every=4, guard="off")
     tr.tcfg.steps = 10
     ckpt = tmp_path / "a.safetensors"
     with pytest.raises(FloatingPointError, match="diverged at step 4"):
         fit(_diverging(tr, nan_from=3), str(ckpt))
     assert not ckpt.exists()
     # Cancelled between two reports: the last step is checked before the final save.
-    _, _, _, tr = _trainer(clip_dir, checkpoint_every=1000)
+    _, _, _, tr = _trainer(clip_dir, checkpoint_every=1000, guard="off")
     tr.tcfg.steps = 10
     ckpt = tmp_path / "b.safetensors"
     with pytest.raises(FloatingPointError, match="diverged at step 5"):
         fit(_diverging(tr, nan_from=2), str(ckpt), should_stop=lambda: tr.step_num >= 5)
     assert not ckpt.exists()
     # Healthy losses on the same path: saved, and reported only at checkpoints and the end.
-    _, _, _, tr = _trainer(clip_dir, checkpoint_every=4)
+    _, _, _, tr = _trainer(clip_dir, checkpoint_every=4, guard="off")
     tr.tcfg.steps = 10
     events = []
     fit(_diverging(tr, nan_from=99), str(tmp_path / "c.safetensors"), events.append)
@@ -146,7 +152,9 @@ def test_exact_resume(clip_dir, tmp_path, preset):
     resumed = resume_trainer(clip, path, {"steps": 4})
     assert resumed.step_num == 2
     fit(resumed, None)
-    for n in ("g", "d", "s"):
+    names = ("g", "d", "s") + (("g_ema",) if preset == "default" else ())
+    assert (straight.g_ema is not None) == (preset == "default")
+    for n in names:
         a, b = getattr(straight, n).state_dict(), getattr(resumed, n).state_dict()
         for k in a:
             assert torch.equal(a[k], b[k]), (n, k)

@@ -1,0 +1,345 @@
+"""Quality on real clips, judged at each clip's own resolution, as the add-on inserts frames.
+
+    python bench/quality.py --real                       # ../shared/clips, add-on defaults
+    python bench/quality.py --real --clips DIR --seeds 0,1,2 --sheets docs/quality/real
+
+Protocol: each clip is a folder of frames. A model trains on all but the last ``TEST_FRAMES``
+frames, at the add-on's training size (letterboxed), then continues the clip from its last
+training frames at the clip's own size (core.generate.FullSizePredictor, as `extend` does).
+Metrics, at the clip's own size, over all channels in [0, 1]:
+
+- SSIM / PSNR at k = 1, 5, 10 frames after the split and their mean over k = 1..10;
+- sharpness ratio: mean squared Laplacian of the luma (alpha-weighted for RGBA), generated /
+  real, over the 10 frames (1.0 = as crisp; a blurry continuation scores less, noise more);
+- motion ratio: mean |I_t+1 - I_t| of the continuation / the real one (1.0 = as lively);
+- 100-frame stability: finite; the per-frame spatial std stays >= STD_FLOOR x the real
+  frames' (no fade to grey); the mean colour stays within DRIFT_BOUND (no drift); the motion of
+  frames 90-100 >= FREEZE_FLOOR x the real clip's (no freeze; clips whose real motion is below
+  0.5/255 are exempt); their sharpness <= BLOWUP_BOUND x the real frames' (no blow-up).
+
+Baselines: copy-last, linear extrapolation (2 I_t - I_t-1), and constant-velocity optical-flow
+extrapolation: Farnebaeck flow between the last two frames (OpenCV, the bench extra only),
+the last frame warped by k times that flow for the k-th frame.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from core.data import Clip, Letterbox, list_frames, load_clip, load_full_size, to_float
+from core.device import pick_device
+from core.generate import FullSizePredictor
+from core.models import ModelConfig, count_trainable
+from core.train import TrainConfig, Trainer, fit
+
+TEST_FRAMES = 10
+KS = (1, 5, 10)
+STABILITY_FRAMES = 100
+STD_FLOOR = 0.5
+DRIFT_BOUND = 0.1
+FREEZE_FLOOR = 0.1
+BLOWUP_BOUND = 4.0
+BASELINES = ("copy_last", "linear", "flow")
+# What the add-on ships (fsgan_blender/properties.py): its training size and model width.
+ADDON = {"width": 128, "height": 72, "width_mult": 1.0}
+
+
+def default_clips_dir() -> str | None:
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    d = os.path.join(os.path.dirname(here), "shared", "clips")
+    return d if os.path.isdir(d) else None
+
+
+def clip_dirs(root: str) -> list[str]:
+    return sorted(
+        os.path.join(root, d)
+        for d in os.listdir(root)
+        if os.path.isdir(os.path.join(root, d)) and not d.startswith(".")
+    )
+
+
+# --- metrics ------------------------------------------------------------------------------
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    return ((x.float() + 1.0) / 2.0).clamp(0.0, 1.0)
+
+
+def luma_laplacian_energy(x: torch.Tensor) -> torch.Tensor:
+    """Per frame: mean squared Laplacian of the luma of (T, C, H, W) in [0, 1]."""
+    y = 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
+    if x.shape[1] == 4:
+        y = y * x[:, 3]
+    k = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
+    lap = F.conv2d(y[:, None], k[None, None].to(y))
+    return lap.pow(2).mean((1, 2, 3))
+
+
+def motion_energy(seq: torch.Tensor) -> float:
+    return float((seq[1:] - seq[:-1]).abs().mean()) if len(seq) > 1 else 0.0
+
+
+def score(gen: torch.Tensor, real: torch.Tensor, last: torch.Tensor, long: torch.Tensor | None,
+          clip_all: torch.Tensor) -> dict:  # fmt: skip
+    """gen, real: (T, C, H, W) in [-1, 1], T = TEST_FRAMES; last: the last context frame;
+    long: a STABILITY_FRAMES rollout (or None for baselines); clip_all: the whole real clip."""
+    from bench.quality import psnr, ssim
+
+    g, r = _unit(gen), _unit(real)
+    ps, ss = psnr(g, r), ssim(g, r)
+    lu = _unit(last[None])
+    real_motion = motion_energy(torch.cat([lu, r]))
+    gen_motion = motion_energy(torch.cat([lu, g]))
+    sharp_real = float(luma_laplacian_energy(r).mean())
+    sharp_gen = float(luma_laplacian_energy(g).mean())
+    out = {
+        "ssim": {str(k): float(ss[k - 1]) for k in KS},
+        "psnr": {str(k): float(ps[k - 1]) for k in KS},
+        "ssim_mean": float(ss.mean()),
+        "psnr_mean": float(ps.mean()),
+        "sharpness_ratio": sharp_gen / sharp_real if sharp_real > 1e-8 else None,
+        "motion_ratio": gen_motion / real_motion if real_motion > 1e-6 else None,
+    }
+    if long is not None:
+        out["stability"] = stability(long, clip_all)
+    return out
+
+
+def stability(roll: torch.Tensor, clip_all: torch.Tensor) -> dict:
+    finite = bool(torch.isfinite(roll).all())
+    u = _unit(torch.nan_to_num(roll, nan=0.0))
+    real = _unit(clip_all)
+    ref_std = float(real.flatten(1).std(1).mean())
+    std_ratio = float(u.flatten(1).std(1).min()) / ref_std if ref_std > 0 else 1.0
+    drift = float((u.mean((2, 3)) - real.mean((0, 2, 3))).abs().max())
+    real_motion = motion_energy(real)
+    tail_motion = motion_energy(u[-11:])
+    freeze_ratio = tail_motion / real_motion if real_motion > 0.5 / 255 else None
+    sharp_real = float(luma_laplacian_energy(real).mean())
+    blowup = float(luma_laplacian_energy(u[-11:]).mean()) / sharp_real if sharp_real > 0 else 0.0
+    ok = (
+        finite
+        and std_ratio >= STD_FLOOR
+        and drift <= DRIFT_BOUND
+        and (freeze_ratio is None or freeze_ratio >= FREEZE_FLOOR)
+        and blowup <= BLOWUP_BOUND
+    )
+    return {
+        "frames": len(roll),
+        "finite": finite,
+        "std_ratio_min": std_ratio,
+        "color_drift_max": drift,
+        "tail_motion_ratio": freeze_ratio,
+        "tail_sharpness_ratio": blowup,
+        "stable": ok,
+    }
+
+
+# --- methods ------------------------------------------------------------------------------
+
+
+def baseline(name: str, full: torch.Tensor, n_train: int, count: int) -> torch.Tensor:
+    """(count, C, H, W) continuation of the full-size frames[:n_train] in [-1, 1]."""
+    last, prev = full[n_train - 1], full[n_train - 2]
+    if name == "copy_last":
+        return last[None].expand(count, *last.shape).clone()
+    if name == "linear":
+        v = last - prev
+        return torch.stack([(last + (k + 1) * v).clamp(-1, 1) for k in range(count)])
+    if name == "flow":
+        return flow_extrapolation(last, prev, count)
+    raise ValueError(name)
+
+
+def flow_extrapolation(last: torch.Tensor, prev: torch.Tensor, count: int) -> torch.Tensor:
+    """Constant velocity: Farnebaeck flow last -> prev, the last frame warped by k x it."""
+    import cv2
+
+    def gray(x):
+        a = (_unit(x[:3]).permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+        return cv2.cvtColor(a, cv2.COLOR_RGB2GRAY)
+
+    # flow(p): where pixel p of the last frame was in the previous one; so the next frame's
+    # pixel p comes from p + flow(p) in the last frame (constant velocity).
+    flow = cv2.calcOpticalFlowFarneback(gray(last), gray(prev), None, 0.5, 4, 15, 3, 5, 1.2, 0)
+    h, w = flow.shape[:2]
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    src = _unit(last).permute(1, 2, 0).numpy().astype(np.float32)
+    out = []
+    for k in range(1, count + 1):
+        mx, my = gx + k * flow[..., 0], gy + k * flow[..., 1]
+        a = cv2.remap(src, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        if a.ndim == 2:
+            a = a[..., None]
+        out.append(torch.from_numpy(a).permute(2, 0, 1) * 2.0 - 1.0)
+    return torch.stack(out)
+
+
+def train_on(paths: list[str], preset: str, overrides: dict, seed: int, device: str,
+             precision: str = "auto") -> tuple[Trainer, dict]:  # fmt: skip
+    """Train at the add-on's size on ``paths``; returns (trainer, info)."""
+    mnames = set(ModelConfig.__dataclass_fields__)
+    tnames = set(TrainConfig.__dataclass_fields__)
+    unknown = set(overrides) - mnames - tnames
+    if unknown:
+        raise ValueError(f"Unknown setting(s) {', '.join(sorted(unknown))} for this core/.")
+    m = {**ADDON, **{k: v for k, v in overrides.items() if k in mnames}}
+    clip: Clip = load_clip(paths, m["width"], m["height"], exif=False)
+    mcfg = ModelConfig(preset=preset, channels=clip.channels, **m)
+    tcfg = TrainConfig(
+        seed=seed, device=device, precision=precision, preview_every=0, checkpoint_every=0,
+        log_every=10**9, **{k: v for k, v in overrides.items() if k in tnames},
+    )  # fmt: skip
+    trainer = Trainer(clip, mcfg, tcfg)
+    logs: list[str] = []
+    t0 = time.perf_counter()
+    res = fit(trainer, callback=lambda ev: ev["event"] == "log" and logs.append(ev["message"]))
+    info = {
+        "steps": trainer.step_num,
+        "train_s": round(time.perf_counter() - t0, 1),
+        "params_g": count_trainable(trainer.g),
+        "width_mult": mcfg.width_mult,
+        "recoveries": res["recoveries"],
+        "validation": res["validation"],
+        "log": logs,
+    }
+    return trainer, info
+
+
+def run_clip(folder: str, methods: dict, seeds: list[int], device: str, precision: str, log,
+             rollouts: dict | None = None) -> dict:  # fmt: skip
+    """All methods on one clip folder. ``methods``: name -> (preset, overrides) for learned
+    ones; baselines by name with None. Returns {method: {seed: result}}."""
+    name = os.path.basename(folder.rstrip("/"))
+    paths = list_frames(folder)
+    n = len(paths)
+    n_train = n - TEST_FRAMES
+    channels = load_clip(paths, 8, 8, exif=False).channels  # 4 where a frame has transparency
+    full = to_float(load_full_size(paths, channels, exif=False))  # (N, C, H, W) in [-1, 1]
+    real = full[n_train:]
+    rt = pick_device(device, precision)
+    out: dict = {}
+    for m, spec in methods.items():
+        out[m] = {}
+        if spec is None:
+            gen = baseline(m, full, n_train, TEST_FRAMES)
+            out[m]["-"] = score(gen, real, full[n_train - 1], None, full)
+            if rollouts is not None:
+                rollouts.setdefault(name, {})[m] = gen
+            log(f"  {name:<26} {m:<14} {_short(out[m]['-'])}")
+            continue
+        preset, over = spec
+        for seed in seeds:
+            tr, info = train_on(paths[:n_train], preset, over, seed, device, precision)
+            g = tr.inference_generator.eval()
+            box = Letterbox(full.shape[-1], full.shape[-2], tr.mcfg.width, tr.mcfg.height)
+            pred = FullSizePredictor(g, tr.mcfg, box, rt)
+            k = tr.mcfg.context
+            long = pred.rollout(full[n_train - k : n_train], STABILITY_FRAMES).cpu()
+            res = score(long[:TEST_FRAMES], real, full[n_train - 1], long, full)
+            res["train"] = info
+            out[m][str(seed)] = res
+            if rollouts is not None and seed == seeds[0]:
+                rollouts.setdefault(name, {})[m] = long[:TEST_FRAMES]
+            log(f"  {name:<26} {m:<14} seed {seed} {_short(res)}  ({info['train_s']:.0f}s, "
+                f"{info['steps']} steps, {info['recoveries']} rollbacks)")  # fmt: skip
+    if rollouts is not None:
+        rollouts.setdefault(name, {})["real"] = real
+    return out
+
+
+def _f(v, nd=3):
+    return "n/a" if v is None else f"{v:.{nd}f}"
+
+
+def _short(r: dict) -> str:
+    st = r.get("stability")
+    return (
+        f"SSIM@1/5/10 {_f(r['ssim']['1'])} {_f(r['ssim']['5'])} {_f(r['ssim']['10'])} "
+        f"mean {_f(r['ssim_mean'])} | sharp {_f(r['sharpness_ratio'], 2)} | motion "
+        f"{_f(r['motion_ratio'], 2)}" + (f" | stable {st['stable']}" if st else "")
+    )
+
+
+def aggregate(per_seed: dict) -> dict:
+    """{seed: result} -> mean and spread (max - min) / 2 of each number over the seeds."""
+    rows = list(per_seed.values())
+
+    def ms(get):
+        vals = [get(r) for r in rows]
+        vals = [v for v in vals if v is not None]
+        if not vals:
+            return None, None
+        return float(np.mean(vals)), float((max(vals) - min(vals)) / 2)
+
+    out = {
+        "ssim_mean": ms(lambda r: r["ssim_mean"]),
+        "psnr_mean": ms(lambda r: r["psnr_mean"]),
+        "sharpness_ratio": ms(lambda r: r["sharpness_ratio"]),
+        "motion_ratio": ms(lambda r: r["motion_ratio"]),
+        "seeds": len(rows),
+    }
+    for k in KS:
+        out[f"ssim@{k}"] = ms(lambda r, k=k: r["ssim"][str(k)])
+        out[f"psnr@{k}"] = ms(lambda r, k=k: r["psnr"][str(k)])
+    if "stability" in rows[0]:
+        out["stable"] = sum(r["stability"]["stable"] for r in rows)
+        out["collapsed"] = sum(r["stability"]["std_ratio_min"] < STD_FLOOR for r in rows)
+        out["train_s"] = ms(lambda r: r["train"]["train_s"])
+        out["steps"] = ms(lambda r: r["train"]["steps"])
+    return out
+
+
+def markdown(results: dict) -> str:
+    """One row per clip and method: means over seeds +- half the range."""
+
+    def pm(v, nd=3):
+        m, s = v
+        if m is None:
+            return "n/a"
+        return f"{m:.{nd}f}" + (f" ± {s:.{nd}f}" if s else "")
+
+    lines = [
+        "| clip | method | SSIM@1 | SSIM@5 | SSIM@10 | SSIM mean 1-10 | PSNR mean 1-10 | "
+        "sharpness | motion | stable 100 | train s |",
+        "|" + "---|" * 11,
+    ]
+    for clip, res in results.items():
+        for m, per_seed in res.items():
+            a = aggregate(per_seed)
+            stable = f"{a['stable']}/{a['seeds']}" if "stable" in a else "–"
+            train = pm(a["train_s"], 0) if "train_s" in a else "–"
+            lines.append(
+                f"| {clip} | {m} | {pm(a['ssim@1'])} | {pm(a['ssim@5'])} | {pm(a['ssim@10'])} "
+                f"| {pm(a['ssim_mean'])} | {pm(a['psnr_mean'], 2)} | "
+                f"{pm(a['sharpness_ratio'], 2)} | {pm(a['motion_ratio'], 2)} | {stable} | "
+                f"{train} |"
+            )
+    return "\n".join(lines)
+
+
+def scorecard(results: dict, method: str = "default") -> dict:
+    """Per clip: does ``method`` beat copy-last and flow on mean SSIM (over seeds), with a
+    motion ratio in [0.5, 1.5], a sharpness ratio in [0.8, 1.25], and every seed stable?"""
+    card = {}
+    for clip, res in results.items():
+        if method not in res:
+            continue
+        a = aggregate(res[method])
+        mean = a["ssim_mean"][0]
+        motion, sharp = a["motion_ratio"][0], a["sharpness_ratio"][0]
+        row = {
+            "beats_copy_last": "copy_last" in res and mean > aggregate(res["copy_last"])["ssim_mean"][0],
+            "beats_flow": "flow" in res and mean > aggregate(res["flow"])["ssim_mean"][0],
+            "motion_ok": motion is None or 0.5 <= motion <= 1.5,
+            "sharpness_ok": sharp is None or 0.8 <= sharp <= 1.25,
+            "stable": a.get("stable") == a["seeds"],
+            "no_collapse": a.get("collapsed", 0) == 0,
+        }  # fmt: skip
+        card[clip] = row
+    return card
