@@ -61,8 +61,8 @@ def deprecation_probe(module, strip) -> dict:
     try:
         eval(code, dict(vars(module), strip=strip))  # noqa: S307 - a fixed expression
         raised = None
-    except DeprecationWarning as exc:
-        raised = str(exc)
+    except Exception as exc:  # bpy may wrap the raised warning in its own error (its cause)
+        raised = " <- ".join(f"{type(e).__name__}: {e}" for e in (exc, exc.__cause__) if e)
     recorded = _deprecations[before:]
     del _deprecations[before:]
     return {"deprecated": deprecated, "raised": raised, "recorded": recorded,
