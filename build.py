@@ -1,7 +1,8 @@
 """Build the Blender extension zip: dist/fsgan_blender-<version>.zip.
 
     python build.py [--out-dir dist] [--blender-ext PATH | --blender PATH] [--no-validate]
-    python build.py --with-wheels --platform linux-x64 [--variant cpu|cuda] [--wheels-dir DIR]
+    python build.py --with-wheels --platform linux-x64 [--variant cpu|cuda] [--python 3.11|3.13]
+                    [--wheels-dir DIR]
 
 The zip holds the root manifest, the add-on package (fsgan_blender/*, at the zip's root, as
 Blender expects) and a copy of core/ (the worker, started as ``python -m core worker``). It is
@@ -10,10 +11,11 @@ inside Blender and inside the ``bpy`` package from PyPI (found without importing
 Blender executable's ``--command extension build|validate``.
 
 With ``--with-wheels`` the zip also carries PyTorch and the worker's other requirements as wheels
-for one platform and Blender's Python (3.11 in Blender 4.2-5.0), downloaded with ``pip download``
-and listed in the staged manifest's ``wheels = [...]`` with ``platforms = [<platform>]``: Blender
-installs them with the extension, with no network. The zip is then named
-``fsgan_blender-<version>-<platform>.zip`` (like ``blender_ext.py build --split-platforms``).
+for one platform and one Blender Python (``--python``: 3.11 for Blender 4.2-5.0, the default;
+3.13 for Blender 5.1 and later), downloaded with ``pip download`` and listed in the staged
+manifest's ``wheels = [...]`` with ``platforms = [<platform>]`` and the Blender versions that run
+that Python (``blender_version_min``/``max``): Blender installs them with the extension, with no
+network. The zip is then named ``fsgan_blender-<version>-<platform>-<cp311|cp313>.zip``.
 Markers in requirements are evaluated for the machine running pip, so build each platform's
 bundle on that platform (or check the wheel list) when dependencies differ per platform.
 
@@ -40,7 +42,10 @@ ADDON_DIR = ROOT / "fsgan_blender"
 CORE_DIR = ROOT / "core"
 
 # Bundled builds: pip's platform tags and the PyTorch index of each (platform, variant).
-BLENDER_PYTHON = "3.11"  # Blender 4.2 LTS to 5.0 ship Python 3.11
+# Blender's Python per bundle: the Blender versions that ship it ([min, max), as the manifest's
+# blender_version_min/max). Blender 4.2 LTS to 5.0 ship Python 3.11; 5.1 and later 3.13.
+BLENDER_PYTHONS = {"3.11": ("4.2.0", "5.1.0"), "3.13": ("5.1.0", None)}
+BLENDER_PYTHON = "3.11"  # the default bundle
 WHEEL_PLATFORMS = {
     "linux-x64": ["manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"],
     "windows-x64": ["win_amd64"],
@@ -182,21 +187,36 @@ def build(
     return zip_path
 
 
-def worker_requirements() -> list[str]:
-    """The pinned worker requirements, read from fsgan_blender/installer.py (one source)."""
+def _installer_constant(name: str):
     tree = ast.parse((ADDON_DIR / "installer.py").read_text(encoding="utf-8"))
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(
-            isinstance(t, ast.Name) and t.id == "REQUIREMENTS" for t in node.targets
+            isinstance(t, ast.Name) and t.id == name for t in node.targets
         ):
-            return list(ast.literal_eval(node.value))
-    raise BuildError("fsgan_blender/installer.py defines no REQUIREMENTS.")
+            return ast.literal_eval(node.value)
+    raise BuildError(f"fsgan_blender/installer.py defines no {name}.")
+
+
+def worker_requirements(python: str = BLENDER_PYTHON) -> list[str]:
+    """The pinned worker requirements for Blender's Python ``python``, read from
+    fsgan_blender/installer.py (one source; its ``requirements()`` does the same)."""
+    reqs = list(_installer_constant("REQUIREMENTS"))
+    if tuple(int(x) for x in python.split(".")) >= (3, 13):
+        numpy = _installer_constant("NUMPY_PY313")
+        reqs = [numpy if r.startswith("numpy") else r for r in reqs]
+    return reqs
 
 
 def download_command(
-    platform: str, variant: str, dest: Path, torch_index: str | None = "auto"
+    platform: str,
+    variant: str,
+    dest: Path,
+    torch_index: str | None = "auto",
+    python: str = BLENDER_PYTHON,
+    requirements: list[str] | None = None,
 ) -> list[str]:
-    """``pip download`` of the worker's requirements as wheels for ``platform``.
+    """``pip download`` of the worker's requirements as wheels for ``platform`` and Blender's
+    Python ``python``.
 
     ``torch_index``: "auto" (PyTorch's index of the variant, PyPI for the rest; PyPI alone on
     macOS), a URL, or None for pip's own configuration (a mirror, or a local wheel store).
@@ -207,8 +227,10 @@ def download_command(
         raise BuildError(f"Unknown variant {variant!r}; choose one of {sorted(TORCH_INDEX)}.")
     if platform == "macos-arm64" and variant.startswith("cuda"):
         raise BuildError("There is no CUDA build of PyTorch for macOS; use --variant cpu (MPS).")
+    if python not in BLENDER_PYTHONS:
+        raise BuildError(f"Unknown Python {python!r}; choose one of {sorted(BLENDER_PYTHONS)}.")
     cmd = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--dest", str(dest)]
-    cmd += ["--python-version", BLENDER_PYTHON, "--implementation", "cp"]
+    cmd += ["--python-version", python, "--implementation", "cp"]
     for tag in WHEEL_PLATFORMS[platform]:
         cmd += ["--platform", tag]
     if torch_index == "auto":
@@ -220,15 +242,28 @@ def download_command(
             cmd += ["--index-url", PYPI]
     if torch_index:
         cmd += ["--index-url", torch_index, "--extra-index-url", PYPI]
-    return cmd + worker_requirements()
+    return cmd + (requirements or worker_requirements(python))
 
 
-def manifest_with_wheels(text: str, wheels: list[str], platform: str) -> str:
-    """The manifest text plus ``platforms`` and ``wheels`` (top-level keys, before any table)."""
-    lines = text.splitlines()
+def manifest_with_wheels(
+    text: str, wheels: list[str], platform: str, python: str = BLENDER_PYTHON
+) -> str:
+    """The manifest text plus ``platforms`` and ``wheels`` (top-level keys, before any table),
+    with the range of Blender versions that run ``python`` (the wheels' Python)."""
+    low, high = BLENDER_PYTHONS[python]
+    lines = [
+        line
+        for line in text.splitlines()
+        if not line.startswith(("blender_version_min", "blender_version_max"))
+    ]
     at = next((i for i, line in enumerate(lines) if line.lstrip().startswith("[")), len(lines))
     listed = ",\n".join(f'  "./wheels/{name}"' for name in wheels)
+    own_min = read_manifest()["blender_version_min"]
+    low = max(low, own_min, key=lambda v: tuple(int(x) for x in v.split(".")))
     added = [
+        f"# The wheels are for Python {python}: the Blender versions that run it.",
+        f'blender_version_min = "{low}"',
+        *([f'blender_version_max = "{high}"'] if high else []),
         f'platforms = ["{platform}"]',
         "# Installed by Blender with the extension; the worker finds them (preferences.py).",
         f"wheels = [\n{listed},\n]",
@@ -244,13 +279,18 @@ def build_with_wheels(
     *,
     wheels_dir: Path | None = None,
     torch_index: str | None = "auto",
+    python: str = BLENDER_PYTHON,
+    requirements: list[str] | None = None,
     **kwargs,
 ) -> Path:
-    """Download the wheels for ``platform`` and build ``<id>-<version>-<platform>.zip``."""
+    """Download the wheels for ``platform`` and Blender's Python ``python`` and build
+    ``<id>-<version>-<platform>-<cp3xx>.zip``. ``requirements``: other than the worker's (tests
+    build a bundle of small wheels)."""
     with tempfile.TemporaryDirectory(prefix="fsgan_wheels_") as tmp:
         dest = Path(wheels_dir) if wheels_dir else Path(tmp)
         dest.mkdir(parents=True, exist_ok=True)
-        cmd = download_command(platform, variant, dest, torch_index)
+        requirements = requirements or worker_requirements(python)
+        cmd = download_command(platform, variant, dest, torch_index, python, requirements)
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             raise BuildError(
@@ -259,15 +299,31 @@ def build_with_wheels(
                 + "\n"
                 + (proc.stdout + proc.stderr)[-4000:]
             )
-        wanted = {_dist_name(r) for r in worker_requirements()}
-        wheels = sorted(p.name for p in dest.glob("*.whl"))
+        wanted = {_dist_name(r) for r in requirements}
+        # Only what pip chose for this Python: a reused --wheels-dir may hold another's.
+        tag = "cp" + python.replace(".", "")
+        wheels = sorted(p.name for p in dest.glob("*.whl") if _wheel_fits(p.name, tag))
         if not wanted <= {_dist_name(w.split("-")[0]) for w in wheels}:
             raise BuildError(f"pip download did not produce wheels for all of {sorted(wanted)}.")
         manifest = read_manifest()
-        text = manifest_with_wheels(MANIFEST.read_text(encoding="utf-8"), wheels, platform)
-        name = f"{manifest['id']}-{manifest['version']}-{platform.replace('-', '_')}.zip"
+        text = manifest_with_wheels(MANIFEST.read_text(encoding="utf-8"), wheels, platform, python)
+        name = f"{manifest['id']}-{manifest['version']}-{platform.replace('-', '_')}-{tag}.zip"
         extra = {f"wheels/{w}": dest / w for w in wheels}
         return build(out_dir, manifest_text=text, extra_files=extra, out_name=name, **kwargs)
+
+
+def _wheel_fits(filename: str, cp_tag: str) -> bool:
+    """A wheel's Python tags (``cp313``, ``cp38.abi3``, ``py3``) admit CPython ``cp_tag``."""
+    parts = filename[: -len(".whl")].split("-")
+    python_tags, abi = parts[-3].split("."), parts[-2]
+    if cp_tag in python_tags:
+        return True
+    if any(t.startswith("py3") for t in python_tags):
+        return True
+    # The stable ABI: a cp38-abi3 wheel runs on CPython 3.8 and later.
+    return abi == "abi3" and any(
+        t.startswith("cp3") and int(t[3:]) <= int(cp_tag[3:]) for t in python_tags
+    )
 
 
 def _dist_name(requirement: str) -> str:
@@ -292,6 +348,13 @@ def main(argv: list[str] | None = None) -> int:
         "--variant", choices=sorted(TORCH_INDEX), default="cpu", help="PyTorch build (default cpu)"
     )
     parser.add_argument(
+        "--python",
+        choices=sorted(BLENDER_PYTHONS),
+        default=BLENDER_PYTHON,
+        help="Blender's Python for --with-wheels: 3.11 (Blender 4.2-5.0, the default) or 3.13 "
+        "(Blender 5.1 and later)",
+    )
+    parser.add_argument(
         "--wheels-dir", type=Path, default=None, help="keep (and reuse) downloaded wheels here"
     )
     parser.add_argument(
@@ -313,6 +376,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.out_dir,
                 wheels_dir=args.wheels_dir,
                 torch_index=index,
+                python=args.python,
                 **common,
             )
         else:

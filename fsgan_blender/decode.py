@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import array
 import contextlib
+import functools
 import hashlib
 import math
 import os
@@ -37,8 +38,8 @@ _IN_USE_S = 600  # a cache folder touched this recently may serve another Blende
 # Blender version or strip type lacks are skipped). Modifiers and retiming are not copied.
 _PICTURE_PROPS = (
     "stream_index",
-    "animation_offset_start",
-    "animation_offset_end",
+    "content_trim_start",  # strips.RENAMED: animation_offset_start/end before Blender 5.2
+    "content_trim_end",
     "use_reverse_frames",
     "use_flip_x",
     "use_flip_y",
@@ -47,6 +48,11 @@ _PICTURE_PROPS = (
     "color_multiply",
     "strobe",
 )
+
+
+def _picture_prop(strip, name: str) -> str:
+    """The name ``strip`` has for one of _PICTURE_PROPS on this Blender."""
+    return strips.prop_name(strip, name) if name in strips.RENAMED else name
 
 
 def _changes_picture(strip) -> bool:
@@ -98,7 +104,7 @@ def _decode_cache(strip, size: tuple[int, int]) -> str:
     facts += [scene.render.fps, scene.render.fps_base, getattr(strip, "fps", None)]
     facts += [strips.content_length(strip)]
     facts += [round(k.timeline_frame, 3) for k in getattr(strip, "retiming_keys", ())]
-    facts += [repr(getattr(strip, a, None)) for a in _PICTURE_PROPS]
+    facts += [repr(getattr(strip, _picture_prop(strip, a), None)) for a in _PICTURE_PROPS]
     facts += [(f, *strips.file_stat(f)) for f in files]
     facts += [transparent(strip)]
     key = hashlib.sha1(repr(facts).encode()).hexdigest()[:16]
@@ -380,7 +386,7 @@ def _copy_strip(collection, strip) -> Callable[[int], int]:
         copy = collection.new_image("source", first, 1, 1, fit_method="FIT")
         for element in list(strip.elements)[1:]:
             copy.elements.append(element.filename)
-    for attr in _PICTURE_PROPS:
+    for attr in map(functools.partial(_picture_prop, strip), _PICTURE_PROPS):
         if hasattr(strip, attr) and hasattr(copy, attr):
             setattr(copy, attr, getattr(strip, attr))
     strips.set_enum(copy.colorspace_settings, "name", strip.colorspace_settings.name)

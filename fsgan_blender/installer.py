@@ -29,8 +29,9 @@ from typing import Any
 
 from . import worker_client
 
-# The worker's pinned requirements: the same as [project.dependencies] in pyproject.toml (a test
-# checks it). build.py reads them from here for bundled builds.
+# The worker's pinned requirements for Python 3.11 (Blender 4.2 to 5.0): the same as
+# [project.dependencies] in pyproject.toml (a test checks it). build.py reads them from here for
+# bundled builds.
 REQUIREMENTS = (
     "torch==2.13.0",
     "numpy>=1.26,<2",  # Blender 4.5/5.0 bundle numpy 1.26 and their bpy requires <2
@@ -38,6 +39,36 @@ REQUIREMENTS = (
     "tqdm>=4.66",
     "safetensors>=0.4",
 )
+# Python 3.13 (Blender 5.1 and later): numpy 1.26 has no wheels for it, and Blender bundles
+# numpy 2 there (bpy 5.x requires >=2.2). Not an environment marker in REQUIREMENTS: pip
+# evaluates markers for the Python running pip, even with --python-version (bundled builds).
+NUMPY_PY313 = "numpy>=2.2,<3"
+
+
+def requirements(python: tuple[int, int]) -> tuple[str, ...]:
+    """The worker's requirements for a Python of version ``python`` (major, minor)."""
+    if tuple(python) >= (3, 13):
+        return tuple(NUMPY_PY313 if r.startswith("numpy") else r for r in REQUIREMENTS)
+    return REQUIREMENTS
+
+
+def python_version(python: str) -> tuple[int, int]:
+    """(major, minor) of the interpreter ``python``: this one's without starting it."""
+    if same_file(python, sys.executable):
+        return sys.version_info[0], sys.version_info[1]
+    proc = subprocess.run(
+        [python, "-c", "import sys; print(*sys.version_info[:2])"],
+        capture_output=True, text=True, timeout=60, env=_clean_env(), **_no_window(),
+    )  # fmt: skip
+    try:
+        major, minor = proc.stdout.split()
+        return int(major), int(minor)
+    except ValueError:
+        raise worker_client.WorkerError(
+            f"The Python '{python}' did not say its version ({proc.stderr.strip()[-200:]}); "
+            "choose a Python 3.11 or newer in the add-on's preferences."
+        ) from None
+
 
 PYPI = "https://pypi.org/simple"
 # Where each build of torch 2.13.0 comes from (https://pytorch.org/get-started/locally/):

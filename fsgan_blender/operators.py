@@ -717,7 +717,7 @@ class FSGAN_OT_extend_animation(_JobOperator, bpy.types.Operator):
             )
         start = self._value(s, "start")
         count = self._value(s, "count")
-        first = scene.frame_current + 1 if start == "PLAYHEAD" else strip.frame_final_end
+        first = scene.frame_current + 1 if start == "PLAYHEAD" else strips.right_handle(strip)
         strips.context_indices(strip, start, scene.frame_current)  # a playhead off the strip
         try:  # said now, not after the context is decoded and every frame generated
             strips.plan_channel(scene, strip, first, count)
@@ -799,7 +799,7 @@ class FSGAN_OT_extend_animation(_JobOperator, bpy.types.Operator):
         if self._start_mode == "PLAYHEAD":
             frame_start = self._playhead + 1
         else:
-            frame_start = source.frame_final_end
+            frame_start = strips.right_handle(source)
         try:
             new = strips.insert_image_strip(
                 scene, source, self._out_dir, [os.path.basename(p) for p in frames], frame_start
@@ -816,17 +816,17 @@ class FSGAN_OT_extend_animation(_JobOperator, bpy.types.Operator):
         new.select = True
         scene.sequence_editor.active_strip = new
         message = (
-            f"Added strip '{new.name}': {len(frames)} frames at frame {new.frame_final_start}, "
+            f"Added strip '{new.name}': {len(frames)} frames at frame {strips.left_handle(new)}, "
             f"channel {new.channel}."
         )
-        last = new.frame_final_end - 1
+        last = strips.right_handle(new) - 1
         if scene.fsgan.fit_scene_range and last > scene.frame_end:
             scene.frame_end = last
             message += f" The scene now ends at frame {last}."
         if (
             scene.fsgan.fit_scene_range
             and scene.use_preview_range
-            and source.frame_final_end - 1 <= scene.frame_preview_end < last
+            and strips.right_handle(source) - 1 <= scene.frame_preview_end < last
         ):  # a preview range that reached the source's end plays the new frames too
             scene.frame_preview_end = last
             message += f" The preview range now ends at frame {last}."

@@ -156,7 +156,7 @@ class FSGAN_PT_source(_SidebarPanel, bpy.types.Panel):
             if decode.needs_decode(strip, cached=True):  # why Train first shows "Decoding"
                 col.label(text="Decoded by Blender first, then cached", icon="RENDER_ANIMATION")
             col.label(
-                text=f"Timeline: {strip.frame_final_start}-{strip.frame_final_end - 1}, "
+                text=f"Timeline: {strips.left_handle(strip)}-{strips.right_handle(strip) - 1}, "
                 f"channel {strip.channel}"
             )
         problem = strips.strip_problem(strip, check_files=True)

@@ -410,7 +410,8 @@ class FSGAN_OT_install_torch(bpy.types.Operator):
             if not any(n.endswith(".whl") for n in os.listdir(wheel_dir)):
                 raise worker_client.WorkerError(
                     f"The folder '{wheel_dir}' holds no .whl files; fill it with "
-                    f"`pip download {' '.join(installer.REQUIREMENTS)}` first."
+                    f"`pip download {' '.join(installer.requirements(sys.version_info[:2]))}` "
+                    "first."
                 )
         elif not online_access():
             raise worker_client.WorkerError(ONLINE_HINT)
@@ -432,6 +433,9 @@ class FSGAN_OT_install_torch(bpy.types.Operator):
 
         def command():
             pip = installer.pip_prefix(runner if foreign else python)
+            # numpy's pin differs on Python 3.13 (Blender 5.1+): ask the worker's Python.
+            requirements = installer.requirements(installer.python_version(python))
+            marker["requirements"] = list(requirements)
             return installer.install_command(
                 pip,
                 target,
@@ -439,6 +443,7 @@ class FSGAN_OT_install_torch(bpy.types.Operator):
                 wheel_dir=wheel_dir or None,
                 worker_python=foreign,
                 index_url=index_url,
+                requirements=requirements,
             )
 
         marker = {
@@ -446,7 +451,7 @@ class FSGAN_OT_install_torch(bpy.types.Operator):
             "variant": "offline" if wheel_dir else variant,
             "wheel_dir": wheel_dir or None,
             "index_url": index_url,
-            "requirements": list(installer.REQUIREMENTS),
+            "requirements": [],  # set by command(), from the worker Python's version
             "installed": time.strftime("%Y-%m-%d %H:%M:%S"),
         }
         return installer.PipInstall(command, target, log_path, marker)

@@ -4,11 +4,19 @@ API differences handled here and nowhere else:
 - 4.2 has only ``sequence_editor.sequences``; 4.5 has ``sequences`` and ``strips``; 5.0 only
   ``strips`` (and meta strips follow the same pattern). Choose with ``hasattr``: an empty
   collection is falsy.
+- Blender 5.2 renamed a strip's frame properties and deprecated the old names (to be removed
+  in 6.0; reading one prints a DeprecationWarning): ``frame_final_start/end`` are now
+  ``left_handle``/``right_handle``, ``frame_offset_start/end`` are
+  ``left_handle_offset``/``right_handle_offset``, ``frame_final_duration`` is ``duration``,
+  ``frame_start`` ``content_start``, ``frame_duration`` ``content_duration`` and
+  ``animation_offset_start/end`` ``content_trim_start/end`` (RENAMED). The add-on uses the
+  current names everywhere through ``get``/``put`` and the helpers below, which read whichever
+  the strip's RNA defines: a feature check, not a version check.
 - An image strip is ``directory`` + ``elements[i].filename``; element ``i`` shows at scene frame
-  ``frame_start + i``, and the visible range ``[frame_final_start, frame_final_end)`` is the
-  content trimmed by ``frame_offset_start/end``.
-- A movie strip is one ``filepath``; its content frame ``i`` (``frame_duration`` of them) shows at
-  ``frame_start + i`` in the same way. Blender decodes it, so its frames reach the worker as PNGs
+  ``content_start + i``, and the visible range ``[left_handle, right_handle)`` is the content
+  trimmed by ``left_handle_offset``/``right_handle_offset``.
+- A movie strip is one ``filepath``; its content frame ``i`` (``content_duration`` of them) shows
+  at ``content_start + i`` in the same way. Blender decodes it, so its frames reach the worker as PNGs
   that Blender renders from a copy of the strip in a scratch scene (``decode.py``);
   so do image frames in formats the worker does not read (OpenEXR, DPX, ...).
 """
@@ -30,6 +38,57 @@ MIN_TRAIN_FRAMES = 3
 MAX_CHANNEL = 128
 CONTEXT_FRAMES = 8  # frames handed to an extend job; the last one is the start frame
 USABLE_TYPES = ("IMAGE", "MOVIE")
+
+
+# The current name of each renamed strip property, and its name before Blender 5.2.
+RENAMED = {
+    "left_handle": "frame_final_start",
+    "right_handle": "frame_final_end",
+    "left_handle_offset": "frame_offset_start",
+    "right_handle_offset": "frame_offset_end",
+    "duration": "frame_final_duration",
+    "content_start": "frame_start",
+    "content_duration": "frame_duration",
+    "content_trim_start": "animation_offset_start",
+    "content_trim_end": "animation_offset_end",
+}
+_prop_names: dict[tuple[type, str], str] = {}
+
+
+def prop_name(strip, name: str) -> str:
+    """The property this Blender's ``strip`` has for ``name`` (a current name from RENAMED):
+    ``name`` itself where the RNA defines it (5.2+), else its old name. Asked once per strip
+    type (panels ask on every redraw)."""
+    key = (type(strip), name)
+    found = _prop_names.get(key)
+    if found is None:
+        found = name if name in strip.bl_rna.properties else RENAMED[name]
+        _prop_names[key] = found
+    return found
+
+
+def get(strip, name: str):
+    """``strip.<name>`` by its current name (``get(s, "left_handle")``) on any Blender."""
+    return getattr(strip, prop_name(strip, name))
+
+
+def put(strip, name: str, value) -> None:
+    setattr(strip, prop_name(strip, name), value)
+
+
+def left_handle(strip) -> int:
+    """The first frame the timeline shows of ``strip``."""
+    return get(strip, "left_handle")
+
+
+def right_handle(strip) -> int:
+    """The frame after the last one the timeline shows of ``strip`` (exclusive end)."""
+    return get(strip, "right_handle")
+
+
+def content_start(strip) -> float:
+    """The scene frame where the strip's content (its frame 0) is, before trims."""
+    return get(strip, "content_start")
 
 
 def children(container):
@@ -102,15 +161,18 @@ def find_strip(scene, name: str):
 
 
 def content_length(strip) -> int:
-    """Timeline frames the content spans (from ``frame_start``, before trims): an image strip's
-    elements, a movie's frames. Computed from the trimmed range the same way on every Blender:
-    ``frame_duration`` of a movie whose frame rate Blender adapts to the scene's is the raw
-    count in 4.2 and the timeline count in 4.5 and 5.0. Retiming makes it differ from the files'."""
-    span = strip.frame_final_end + strip.frame_offset_end - strip.frame_start
-    # frame_final_end is int(frame_start + length - frame_offset_end), truncated toward zero:
+    """Timeline frames the content spans (from ``content_start``, before trims): an image
+    strip's elements, a movie's frames. Computed from the trimmed range the same way on every
+    Blender: ``content_duration`` of a movie whose frame rate Blender adapts to the scene's is the
+    raw count in 4.2 and the timeline count in 4.5 and later. Retiming makes it differ from the
+    files'."""
+    start, end = content_start(strip), right_handle(strip)
+    offset_end = get(strip, "right_handle_offset")
+    span = end + offset_end - start
+    # right_handle is int(content_start + length - right_handle_offset), truncated toward zero:
     # with a sub-frame offset the span is off by a fraction; take the length that reproduces it.
     for n in (math.floor(span), math.ceil(span)):
-        if int(strip.frame_start + n - strip.frame_offset_end) == strip.frame_final_end:
+        if int(start + n - offset_end) == end:
             return int(n)
     return int(round(span))
 
@@ -118,8 +180,9 @@ def content_length(strip) -> int:
 def visible_indices(strip) -> range:
     """Indices of the content frames the timeline shows, in order (for an image strip, into
     ``strip.elements``)."""
-    first = int(round(strip.frame_final_start - strip.frame_start))
-    last = int(round(strip.frame_final_end - strip.frame_start))  # exclusive
+    start = content_start(strip)
+    first = int(round(left_handle(strip) - start))
+    last = int(round(right_handle(strip) - start))  # exclusive
     # Still frames beyond the content (negative offsets) repeat an end frame: not new data.
     end = content_length(strip)
     if strip.type == "IMAGE":
@@ -164,10 +227,10 @@ def _image_files(strip, cached: bool) -> tuple[tuple[str, ...], frozenset[str]]:
         n,
         elements[0].filename if n else "",
         elements[n - 1].filename if n else "",
-        strip.frame_start,
-        strip.frame_final_start,
-        strip.frame_final_end,
-        strip.frame_offset_end,
+        content_start(strip),
+        left_handle(strip),
+        right_handle(strip),
+        get(strip, "right_handle_offset"),
     )
     now = time.monotonic()
     hit = _files_cache.get(key)
@@ -212,9 +275,9 @@ def visible_frame_paths(
 def index_at_frame(strip, scene_frame: int) -> int | None:
     """Content index shown at ``scene_frame``, or None outside the visible range. Where a
     handle is dragged past the content, the held first or last frame shows."""
-    if not strip.frame_final_start <= scene_frame < strip.frame_final_end:
+    if not left_handle(strip) <= scene_frame < right_handle(strip):
         return None
-    index = int(round(scene_frame - strip.frame_start))
+    index = int(round(scene_frame - content_start(strip)))
     return min(max(index, 0), content_length(strip) - 1)
 
 
@@ -232,7 +295,7 @@ def context_indices(strip, start: str, scene_frame: int) -> list[int]:
         if index is None:
             raise ValueError(
                 f"The playhead (frame {scene_frame}) is not over the strip '{strip.name}' "
-                f"(frames {strip.frame_final_start}-{strip.frame_final_end - 1})."
+                f"(frames {left_handle(strip)}-{right_handle(strip) - 1})."
             )
         indices = [i for i in indices if i <= index]
     return indices[-CONTEXT_FRAMES:]
@@ -540,7 +603,7 @@ def free_channel(
     strip."""
     busy: dict[int, list[tuple[int, int]]] = {}
     for s in collection:
-        busy.setdefault(s.channel, []).append((s.frame_final_start, s.frame_final_end))
+        busy.setdefault(s.channel, []).append((left_handle(s), right_handle(s)))
     for channel in range(max(1, preferred), MAX_CHANNEL + 1):
         if channel in closed:
             continue
@@ -567,12 +630,12 @@ def reveal_in_metas(sequence_editor, strip) -> str | None:
     strip's end where that shows nothing else the meta hid and overlaps no strip beside it (an
     overlap makes Blender move the meta to another channel). Returns None, or one sentence
     saying what is still hidden and why."""
-    end = strip.frame_final_end
+    end = right_handle(strip)
     inner = strip
     holder = owner(sequence_editor, strip)
     while holder is not sequence_editor and getattr(holder, "type", "") == "META":
         meta = holder
-        old_end = meta.frame_final_end
+        old_end = right_handle(meta)
         if old_end >= end:
             return None
         parent = owner(sequence_editor, meta)
@@ -585,15 +648,15 @@ def reveal_in_metas(sequence_editor, strip) -> str | None:
         hidden = [
             s
             for s in children(meta)
-            if s != inner and s.frame_final_start < end and s.frame_final_end > old_end
+            if s != inner and left_handle(s) < end and right_handle(s) > old_end
         ]
         blocking = [
             s
             for s in children(parent)
             if s != meta
             and s.channel == meta.channel
-            and s.frame_final_start < end
-            and s.frame_final_end > old_end
+            and left_handle(s) < end
+            and right_handle(s) > old_end
         ]
         if hidden or blocking:
             why = (
@@ -606,7 +669,7 @@ def reveal_in_metas(sequence_editor, strip) -> str | None:
                 f"{old_end - 1}: the frames after it do not play until the meta is extended to "
                 f"frame {end - 1} (not done here: {why})."
             )
-        meta.frame_final_end = end
+        put(meta, "right_handle", end)
         inner, holder = meta, parent
     return None
 
@@ -632,7 +695,7 @@ def insert_image_strip(scene, source, directory: str, filenames: list[str], fram
     if holder is not se:
         # Appending elements does not update the meta's own range (it was computed from the
         # one-frame strip): setting the end does, else the meta would show the first frame only.
-        strip.frame_final_end = end
+        put(strip, "right_handle", end)
     if bpy.data.filepath and bpy.context.preferences.filepaths.use_relative_paths:
         try:
             strip.directory = bpy.path.relpath(directory) + "/"
@@ -650,10 +713,10 @@ def insert_image_strip(scene, source, directory: str, filenames: list[str], fram
     skipped = look.copy_look(source, strip)
     if skipped:
         print(f"FrameSequenceGAN: not copied to '{strip.name}': {', '.join(skipped)}")
-    if strip.channel != channel or strip.frame_final_start != frame_start:
+    if strip.channel != channel or left_handle(strip) != frame_start:
         # Blender moved it to resolve an overlap we did not foresee: keep it, but be honest.
         print(
             f"FrameSequenceGAN: strip '{strip.name}' placed at channel {strip.channel}, "
-            f"frame {strip.frame_final_start}"
+            f"frame {left_handle(strip)}"
         )
     return strip

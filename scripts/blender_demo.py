@@ -66,11 +66,12 @@ def blender_stage(args) -> int:
         print("error: the extension did not install", file=sys.stderr)
         return 1
 
+    strips = sys.modules[MODULE + ".strips"]  # the add-on's API differences (4.2 to 5.x)
     scene = bpy.context.scene
     scene.render.resolution_x, scene.render.resolution_y = width, height
     scene.render.fps = 24
     se = scene.sequence_editor_create()
-    collection = se.strips if hasattr(se, "strips") else se.sequences
+    collection = strips.children(se)
     source_dir = os.path.join(out, "source")
     strip = collection.new_image(STRIP, os.path.join(source_dir, "frame_0001.png"), 1, 1)
     for i in range(2, args.frames + 1):
@@ -103,7 +104,7 @@ def blender_stage(args) -> int:
         "checkpoint": bpy.path.abspath(strip["fsgan_checkpoint"]),
         "generated": [os.path.join(directory, e.filename) for e in new.elements],
         "source": [os.path.join(source_dir, e.filename) for e in strip.elements],
-        "strip": {"name": new.name, "start": new.frame_final_start, "channel": new.channel},
+        "strip": {"name": new.name, "start": strips.left_handle(new), "channel": new.channel},
         "train_s": round(t1 - t0, 1),
         "extend_s": round(t2 - t1, 1),
         "blender": bpy.app.version_string,

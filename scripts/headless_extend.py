@@ -178,7 +178,7 @@ def main(args: argparse.Namespace) -> int:
     new = se.active_strip
     print(
         f"FrameSequenceGAN: new strip '{new.name}' with {len(new.elements)} frames at frame "
-        f"{new.frame_final_start}, channel {new.channel}",
+        f"{strips.left_handle(new)}, channel {new.channel}",
         flush=True,
     )
     if args.no_save:

@@ -96,3 +96,56 @@ def test_pip_from_ensurepip_when_python_has_no_pip(installer, tmp_path):
     assert out.returncode == 0 and out.stdout.startswith("pip "), out.stderr
     with_pip = installer.pip_prefix(sys.executable)  # this Python has pip
     assert with_pip == [sys.executable, "-m", "pip"]
+
+
+def test_requirements_per_python(installer):
+    """numpy 1.26 has no wheels for Python 3.13 (Blender 5.1+): numpy 2 there."""
+    sys.path.insert(0, ROOT)
+    import build
+
+    assert installer.requirements((3, 11)) == installer.REQUIREMENTS
+    py313 = installer.requirements((3, 13))
+    assert "numpy>=2.2,<3" in py313 and not any(r.startswith("numpy>=1.26") for r in py313)
+    assert [r for r in py313 if not r.startswith("numpy")] == [
+        r for r in installer.REQUIREMENTS if not r.startswith("numpy")
+    ]
+    assert build.worker_requirements("3.13") == list(py313)
+    assert build.worker_requirements("3.11") == list(installer.REQUIREMENTS)
+    assert installer.python_version(sys.executable) == sys.version_info[:2]
+
+
+def _resolve_for_py313(installer, tmp_path, requirements):
+    """The one-click install's pip command (PyPI's Linux build: the CUDA one), resolved for
+    Blender's Python 3.13 with --dry-run: PyPI's metadata only, no wheel downloaded."""
+    import json
+    import subprocess
+
+    cmd = installer.install_command([sys.executable, "-m", "pip"], str(tmp_path / "target"),
+                                    variant="default", requirements=requirements)  # fmt: skip
+    at = cmd.index("install") + 1
+    report = tmp_path / "report.json"
+    cmd[at:at] = ["--dry-run", "--ignore-installed", "--report", str(report),
+                  "--python-version", "3.13", "--implementation", "cp",
+                  # what a glibc 2.28 Linux (Blender's minimum) runs: manylinux 2.17 to 2.28
+                  *[a for n in range(17, 29) for a in ("--platform", f"manylinux_2_{n}_x86_64")],
+                  "--platform", "manylinux2014_x86_64"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    files = []
+    if proc.returncode == 0:
+        files = [i["download_info"]["url"].rsplit("/", 1)[-1] for i in
+                 json.loads(report.read_text())["install"]]  # fmt: skip
+    return proc, files
+
+
+def test_install_resolves_for_python_313(installer, tmp_path, monkeypatch):
+    monkeypatch.delenv(installer.ENV_INDEX, raising=False)
+    proc, files = _resolve_for_py313(installer, tmp_path, installer.requirements((3, 13)))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    by_name = {f.split("-")[0].lower(): f for f in files}
+    assert {"torch", "numpy", "pillow", "tqdm", "safetensors"} <= set(by_name), files
+    assert by_name["torch"].startswith("torch-2.13.0-cp313-cp313-"), by_name["torch"]
+    assert by_name["numpy"].split("-")[1].startswith("2.") and "-cp313-" in by_name["numpy"]
+    assert "-cp313-" in by_name["pillow"], by_name["pillow"]
+    # The Python 3.11 pins cannot install there: numpy 1.26 has no cp313 wheel.
+    old, _ = _resolve_for_py313(installer, tmp_path, installer.REQUIREMENTS)
+    assert old.returncode != 0 and "numpy" in old.stdout + old.stderr

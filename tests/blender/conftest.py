@@ -2,8 +2,9 @@
 
 Interpreters with bpy:
 - the Python running pytest (bpy 4.5 LTS in the project's test environment) always;
-- each interpreter in ``FSGAN_BPY_PYTHONS`` (os.pathsep-separated, e.g. venvs with bpy 4.2 and
-  5.0). CI sets it; when it is set, a broken entry fails the tests rather than skipping them.
+- each interpreter in ``FSGAN_BPY_PYTHONS`` (os.pathsep-separated: scripts/test.sh sets it to
+  venvs with bpy 4.2 and 5.0 on Python 3.11, and 5.2 LTS and 5.3 on Python 3.13). When it is set,
+  a broken entry fails the tests rather than skipping them.
 Those extra interpreters need no torch: their worker runs in the Python running pytest, through
 the add-on's ``FSGAN_PYTHON`` variable.
 
@@ -40,15 +41,17 @@ def bpy_params(extra: bool = True):
     extras = _extra_pythons()
     if extras:
         for i, python in enumerate(extras):
-            params.append(pytest.param(python, id=f"bpy-extra{i + 1}"))
+            # The id names the venv (e.g. bpy-.venv-bpy53), so a failure says which Blender.
+            name = Path(python).parent.parent.name or f"extra{i + 1}"
+            params.append(pytest.param(python, id=f"bpy-{name}"))
     else:
         params.append(
             pytest.param(
                 None,
                 id="bpy-extra",
                 marks=pytest.mark.skip(
-                    reason=f"{ENV_PYTHONS} is not set (CI sets it to Pythons with bpy 4.2 and "
-                    "5.0 installed)"
+                    reason=f"{ENV_PYTHONS} is not set (scripts/test.sh sets it to Pythons with "
+                    "bpy 4.2, 5.0, 5.2 and 5.3 installed)"
                 ),
             )
         )
@@ -97,6 +100,9 @@ def blender(tmp_path):
         full_env["HOME"] = str(home)
         full_env.pop("BLENDER_USER_RESOURCES", None)
         full_env.pop("FSGAN_PYTHON", None)
+        # A DeprecationWarning from the add-on's code (Blender 5.2+ deprecates RNA properties)
+        # is an error in every run (bl_scripts/_bl_common.py), and checked below.
+        full_env["FSGAN_ADDON_DEPRECATIONS"] = "error"
         if python != sys.executable:
             # The extra interpreters have bpy but no torch: the worker runs in pytest's Python.
             full_env["FSGAN_PYTHON"] = sys.executable
@@ -117,6 +123,12 @@ def blender(tmp_path):
                 f"{script} failed in bpy {version} (exit {proc.returncode}):\n{run_.output[-8000:]}"
             )
         run_.version = version
+        for r in run_.results:
+            if r.get("stage") == "addon_deprecations":
+                assert r["warnings"] == [], (
+                    f"{script} in bpy {version}: the add-on used deprecated API:\n"
+                    + "\n".join(r["warnings"])
+                )
         return run_
 
     return run

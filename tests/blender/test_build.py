@@ -5,13 +5,14 @@ from __future__ import annotations
 import ast
 import importlib.util
 import os
+import subprocess
 import sys
 import tomllib
 import zipfile
 
 import pytest
 
-from .conftest import ROOT
+from .conftest import ROOT, bpy_params, bpy_version
 
 sys.path.insert(0, str(ROOT))
 import build  # noqa: E402
@@ -33,6 +34,9 @@ def test_zip_layout_and_manifest(built_zip):
     assert manifest["blender_version_min"] == "4.2.0"
     assert manifest["license"] == ["SPDX:GPL-3.0-or-later"]
     assert manifest["permissions"]["files"]
+    # The add-on downloads PyTorch on request (only with Allow Online Access: test_install.py).
+    assert "PyTorch" in manifest["permissions"]["network"]
+    assert "blender_version_max" not in manifest  # nothing known to break
     assert built_zip.name == f"fsgan_blender-{manifest['version']}.zip"
 
 
@@ -46,6 +50,38 @@ def test_blender_tooling_rejects_a_bad_manifest(tmp_path):
     with pytest.raises(build.BuildError, match="tagline"):
         build.build(tmp_path, manifest_text=bad)
     assert not list(tmp_path.glob("*.zip"))
+
+
+def _blender_ext_of(python: str) -> str:
+    """The blender_ext.py inside the bpy package of ``python`` (without importing bpy)."""
+    code = (
+        "import glob, importlib.util, os; s = importlib.util.find_spec('bpy'); "
+        "print(*[p for loc in s.submodule_search_locations for p in sorted(glob.glob(os.path.join("
+        "loc, '*', 'scripts', 'addons_core', 'bl_pkg', 'cli', 'blender_ext.py')))][:1])"
+    )
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=60)
+    path = out.stdout.strip()
+    assert out.returncode == 0 and os.path.isfile(path), (python, out.stdout, out.stderr)
+    return path
+
+
+@pytest.mark.parametrize("python", bpy_params())
+def test_each_blender_validates_the_zip(python, built_zip, tmp_path):
+    """Blender's own `extension validate` (what the extensions platform runs) of every tested
+    version accepts the built zip, and refuses one with a bad manifest."""
+    version = bpy_version(python)
+    tool = _blender_ext_of(python)
+    good = subprocess.run([python, tool, "validate", str(built_zip)], capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    output = good.stdout + good.stderr
+    assert good.returncode == 0 and "FATAL" not in output, (version, output)
+    text = (ROOT / "blender_manifest.toml").read_text()
+    tagline = tomllib.loads(text)["tagline"]
+    bad_text = text.replace(tagline, "A tagline " + "far too long " * 8)
+    bad_zip = build.build(tmp_path, validate=False, manifest_text=bad_text)
+    bad = subprocess.run([python, tool, "validate", str(bad_zip)], capture_output=True,
+                         text=True, timeout=120)  # fmt: skip
+    assert bad.returncode != 0 or "FATAL" in bad.stdout + bad.stderr, (version, bad.stdout)
 
 
 def test_tooling_is_found_without_importing_bpy():

@@ -164,10 +164,12 @@ def _check_status_and_bad_interpreters(run) -> None:
         for fragment in fragments:
             assert fragment in message, (stage, message)
 
+    # Online access off (the script turns it off): the download is refused before pip starts.
     refused = run.stage("online_refused")
-    if not refused["online"]:
-        assert refused["op"]["ret"] == ["CANCELLED"]
-        assert "Allow Online Access" in refused["op"]["error"]
+    assert refused["online"] is False, refused
+    assert refused["op"]["ret"] == ["CANCELLED"], refused
+    assert "Allow Online Access" in refused["op"]["error"], refused
+    assert refused["job"] is None, refused  # no pip was started
 
 
 @pytest.mark.parametrize("python", bpy_params()[1:])
@@ -275,11 +277,13 @@ def test_bundled_build_linux_cpu(tmp_path, blender, bare_python):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     zip_path = Path(proc.stdout.strip().splitlines()[-1])
-    assert zip_path.name == "fsgan_blender-0.1.0-linux_x64.zip"
+    assert zip_path.name == "fsgan_blender-0.1.0-linux_x64-cp311.zip"
     with zipfile.ZipFile(zip_path) as z:
         names = set(z.namelist())
         manifest = tomllib.loads(z.read("blender_manifest.toml").decode())
     assert manifest["platforms"] == ["linux-x64"]
+    # Python 3.11 wheels: the Blender versions that run Python 3.11.
+    assert (manifest["blender_version_min"], manifest["blender_version_max"]) == ("4.2.0", "5.1.0")
     wheels = manifest["wheels"]
     assert all(w.startswith("./wheels/") and w.endswith(".whl") for w in wheels)
     assert {w[2:] for w in wheels} <= names
@@ -306,3 +310,33 @@ def test_bundled_build_linux_cpu(tmp_path, blender, bare_python):
     assert bare["ready"], bare
     assert bare["info"]["torch"] == "2.13.0+cpu", bare
     assert bare["info"]["torch_path"].startswith(bundled["wheels"]), bare
+
+
+def test_bundled_build_for_python_313(tmp_path):
+    """build.py --python 3.13 makes a bundle for Blender 5.1 and later: real cp313 wheels (numpy
+    and a pure-Python one here, not PyTorch's gigabyte), listed in a manifest that only Blender
+    5.1+ accepts, validated by every tested Blender's own tooling (build.py validates with this
+    Python's bpy; test_build.py checks 5.3's tool accepts what build.py writes)."""
+    zip_path = build.build_with_wheels(
+        "linux-x64", "cpu", tmp_path / "dist", torch_index=None, python="3.13",
+        requirements=["numpy>=2.2,<3", "tqdm>=4.66"], wheels_dir=tmp_path / "wheels",
+    )  # fmt: skip
+    assert zip_path.name == "fsgan_blender-0.1.0-linux_x64-cp313.zip"
+    with zipfile.ZipFile(zip_path) as z:
+        names = set(z.namelist())
+        manifest = tomllib.loads(z.read("blender_manifest.toml").decode())
+    assert manifest["blender_version_min"] == "5.1.0" and "blender_version_max" not in manifest
+    assert manifest["platforms"] == ["linux-x64"]
+    wheels = [w.split("/")[-1] for w in manifest["wheels"]]
+    assert {f"wheels/{w}" for w in wheels} <= names
+    numpy = next(w for w in wheels if w.startswith("numpy-"))
+    assert numpy.split("-")[1].startswith("2.") and "-cp313-cp313-" in numpy, numpy
+    assert "manylinux" in numpy and "x86_64" in numpy, numpy
+    assert any(w.startswith("tqdm-") and "-py3-" in w for w in wheels), wheels
+    # The download command of the real bundle asks for Python 3.13 and numpy 2.
+    cmd = build.download_command("linux-x64", "cpu", tmp_path, python="3.13")
+    assert cmd[cmd.index("--python-version") + 1] == "3.13"
+    assert "numpy>=2.2,<3" in cmd and "torch==2.13.0" in cmd
+    # A wheel folder reused across Pythons: only the wheels for this one are bundled.
+    assert not build._wheel_fits("numpy-1.26.4-cp311-cp311-manylinux_2_17_x86_64.whl", "cp313")
+    assert build._wheel_fits("safetensors-0.8.0-cp310-abi3-manylinux_2_17_x86_64.whl", "cp313")

@@ -28,6 +28,18 @@ def test_install_train_extend_undo_reopen(python, blender, built_zip, frames16, 
     run = blender(python, "bl_train_extend.py", "--zip", built_zip, "--frames", frames16,
                   "--work", work)  # fmt: skip
 
+    # Deprecated RNA properties (Blender 5.2+) read by the add-on's code are errors in these
+    # runs (conftest checks the list is empty); the probe shows the check bites where it should.
+    probe = run.stage("deprecation_probe")
+    assert probe["watching"] is True, probe
+    newer = tuple(int(x) for x in run.version.split(".")[:2]) >= (5, 2)
+    assert probe["deprecated"] is newer, (run.version, probe)
+    if newer:
+        assert "frame_final_start" in probe["raised"] and len(probe["recorded"]) == 1, probe
+    else:
+        assert probe["raised"] is None and probe["recorded"] == [], probe
+    assert run.stage("addon_deprecations")["warnings"] == []
+
     # Train: the operator finished and the strip remembers an existing checkpoint.
     train = run.stage("train")
     assert train["op"] == {"ret": ["FINISHED"], "error": None}, train

@@ -11,11 +11,70 @@ import json
 import os
 import sys
 import traceback
+import warnings
 
 import bpy
 import numpy as np
 
 MODULE = "bl_ext.user_default.fsgan_blender"
+# "error" (the tests set it): a DeprecationWarning from the add-on's own code is recorded, raised
+# as an error where it happens, and listed in a last RESULT line that the tests check.
+DEPRECATIONS = "FSGAN_ADDON_DEPRECATIONS"
+_deprecations: list[str] = []
+
+
+def _watch_deprecations() -> None:
+    """Blender 5.2+ warns when Python reads or writes a deprecated RNA property (a
+    DeprecationWarning from C, attributed to the calling line, so to the add-on's module and
+    file). Python ignores those outside ``__main__``: show them for the add-on's modules, and
+    turn them into errors."""
+    if os.environ.get(DEPRECATIONS) != "error":
+        return
+    warnings.filterwarnings(
+        "always", category=DeprecationWarning, module=r"(.+\.)?fsgan_blender(\..+)?$"
+    )
+    show = warnings.showwarning
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, DeprecationWarning) and _in_addon(filename):
+            _deprecations.append(f"{filename}:{lineno}: {message}")
+            raise category(f"{message} ({filename}:{lineno})")
+        show(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = showwarning
+
+
+def _in_addon(filename: str) -> bool:
+    return f"{os.sep}fsgan_blender{os.sep}" in os.path.abspath(filename)
+
+
+_watch_deprecations()
+
+
+def deprecation_probe(module, strip) -> dict:
+    """Read ``strip.frame_final_start`` as code of ``module`` (one of the add-on's) would: where
+    this Blender deprecates it, the watcher must raise. The probe's record is then dropped."""
+    prop = strip.bl_rna.properties["frame_final_start"]
+    deprecated = bool(getattr(prop, "is_deprecated", False))
+    code = compile("strip.frame_final_start", module.__file__, "eval")
+    before = len(_deprecations)
+    try:
+        eval(code, dict(vars(module), strip=strip))  # noqa: S307 - a fixed expression
+        raised = None
+    except Exception as exc:  # bpy may wrap the raised warning in its own error (its cause)
+        raised = " <- ".join(f"{type(e).__name__}: {e}" for e in (exc, exc.__cause__) if e)
+    recorded = _deprecations[before:]
+    del _deprecations[before:]
+    return {"deprecated": deprecated, "raised": raised, "recorded": recorded,
+            "watching": os.environ.get(DEPRECATIONS) == "error"}  # fmt: skip
+
+
+def handles(strip) -> list[int]:
+    """[first frame shown, frame after the last one] (``left_handle``/``right_handle`` from
+    Blender 5.2 on, ``frame_final_start/end`` before)."""
+    if "left_handle" in strip.bl_rna.properties:
+        return [strip.left_handle, strip.right_handle]
+    return [strip.frame_final_start, strip.frame_final_end]
 
 
 def result(**facts) -> None:
@@ -23,6 +82,8 @@ def result(**facts) -> None:
 
 
 def finish(code: int = 0) -> None:
+    if os.environ.get(DEPRECATIONS) == "error":
+        result(stage="addon_deprecations", warnings=_deprecations)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
@@ -100,8 +161,8 @@ def describe(strip) -> dict:
         "name": strip.name,
         "type": strip.type,
         "channel": strip.channel,
-        "start": strip.frame_final_start,
-        "end": strip.frame_final_end,
+        "start": handles(strip)[0],
+        "end": handles(strip)[1],
         "directory": bpy.path.abspath(strip.directory) if strip.type == "IMAGE" else None,
         "files": [e.filename for e in strip.elements] if strip.type == "IMAGE" else None,
         "checkpoint": os.path.normpath(bpy.path.abspath(strip["fsgan_checkpoint"]))

@@ -67,10 +67,11 @@ def main():
               prefs=prefs_data(prefs))  # fmt: skip
     prefs.python_path = ""
 
-    refused = None
-    if not bpy.app.online_access:
-        refused = bl.call_op(bpy.ops.fsgan.install_torch, offline=False)
-    bl.result(stage="online_refused", online=bpy.app.online_access, op=refused)
+    # Allow Online Access off, as a user may have it (bpy's default too): no download.
+    bpy.context.preferences.system.use_online_access = False
+    refused = bl.call_op(bpy.ops.fsgan.install_torch, offline=False)
+    bl.result(stage="online_refused", online=bpy.app.online_access, op=refused,
+              job=None if module._install is None else module._install.log_path)  # fmt: skip
 
     if args.wheels:
         prefs.python_path = args.bare_python

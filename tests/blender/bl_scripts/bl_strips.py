@@ -92,7 +92,9 @@ def linked_stage(S, args):
     )
     for i in range(2, 6):
         strip.elements.append(f"frame_{i:04d}.png")
-    bpy.data.libraries.write(library, {shot})
+    # Not bpy.data.libraries.write(library, {shot}): it crashes bpy 5.2.3 (a scene with a
+    # sequence editor); a copy of the whole file holds the scene as well.
+    bpy.ops.wm.save_as_mainfile(filepath=library, copy=True)
     bpy.data.scenes.remove(shot)
     with bpy.data.libraries.load(library, link=True) as (source, target):
         target.scenes = ["Shot"]

@@ -145,15 +145,20 @@ def main():
     )
 
     meta_stage(addon, scene, model, args)
+    # The deprecation watcher works: an old name read from the add-on's code raises where this
+    # Blender deprecates it (5.2+).
+    bl.result(
+        stage="deprecation_probe", **bl.deprecation_probe(addon.strips, bl.top_strips()["walk"])
+    )
 
 
-def make_meta(name, frames, channel, start, count=16):
+def make_meta(addon, name, frames, channel, start, count=16):
     """A meta strip holding one image strip of ``count`` frames, showing exactly them."""
     top = bl.top_strips()
     inner = bl.add_image_strip(f"{name}_plate", frames, count, channel=1, frame_start=start)
     meta = top.new_meta(name, channel, start)
     inner.move_to_meta(meta)
-    meta.frame_final_end = start + count
+    addon.strips.put(meta, "right_handle", start + count)
     return meta, bl.strips_of(meta)[f"{name}_plate"]
 
 
@@ -162,7 +167,7 @@ def meta_stage(addon, scene, model, args):
     overlap the next strip, it stays and a warning says so."""
     out = {}
     for name, start, blocked in (("grows", 300, False), ("blocked", 400, True)):
-        meta, plate = make_meta(name, args.frames, 10, start)
+        meta, plate = make_meta(addon, name, args.frames, 10, start)
         if blocked:
             bl.add_color_strip(f"{name}_next", 10, start + 16, start + 40)
         addon.strips.set_checkpoint(plate, model)
@@ -177,9 +182,9 @@ def meta_stage(addon, scene, model, args):
         meta.mute = False
         out[name] = {
             "op": op,
-            "new": [new.name, new.frame_final_start, new.frame_final_end],
+            "new": [new.name, *bl.handles(new)],
             "in_meta": new.name in [s.name for s in bl.strips_of(meta)],
-            "meta": [meta.frame_final_start, meta.frame_final_end, meta.channel],
+            "meta": [*bl.handles(meta), meta.channel],
             "shown_vs_muted": round(float(abs(shown - muted).mean() * 255), 3),
         }
     bl.result(stage="meta", **out)
