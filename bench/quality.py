@@ -60,6 +60,19 @@ REAL_METHODS = {
     "paper": ("paper", {}),
     "l1_only": ("default", {"adv_weight": 0.0}),  # the ablation: no adversarial terms
     "residual_head": ("default", {"head": "residual"}),  # the model before the warp head
+    # The recipe issue 14 found collapsing (residual head, width 32, lr 1e-3, adversarial weight
+    # 1 from the first step), with today's guard watching it.
+    "old_recipe": (
+        "default",
+        {
+            "head": "residual",
+            "base": 32,
+            "lr_g": 1e-3,
+            "lr_d": 1e-3,
+            "adv_weight": 1.0,
+            "adv_warmup": 0,
+        },
+    ),  # fmt: skip
 }
 KS = (1, 5, 10, 20)
 TRAIN_FRACTION = 0.75

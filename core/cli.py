@@ -254,6 +254,8 @@ def cmd_train(args) -> int:
             bar.set_postfix(
                 {k.replace("loss_", ""): f"{v:.3f}" for k, v in ev["losses"].items()}, refresh=True
             )
+        elif ev["event"] == "log":  # a rollback, an OOM retry, the state kept at the end
+            (bar.write if bar is not None else print)(ev["message"], file=sys.stderr)
 
     try:
         result = run_training(
@@ -265,7 +267,13 @@ def cmd_train(args) -> int:
         bar.close()
     state = "cancelled at" if result["cancelled"] else "finished at"
     if ctx.is_main:
-        print(f"{state} step {result['step']}; checkpoint: {args.out}")
+        val = result.get("validation")
+        held = (
+            f"; held-out error {val['l1']:.4f} (copying the last frame: {val['copy_last_l1']:.4f})"
+            if val
+            else ""
+        )
+        print(f"{state} step {result['step']}; checkpoint: {args.out}{held}")
     # Stopped (Ctrl-C, SIGTERM): the checkpoint is saved, but the run did not finish, so
     # `train && extend` and schedulers must not take it for success.
     return 130 if result["cancelled"] else EXIT_OK
@@ -421,6 +429,18 @@ def cmd_estimate(args) -> int:
     mcfg = ModelConfig(**m_kw)
     tcfg = TrainConfig(**t_kw).resolved(mcfg.preset)
     est = estimate_training_memory(mcfg, tcfg.batch_size, tcfg.unroll, args.frames, bool(tcfg.ema))
+    if args.source:
+        from .estimate import estimate_generation_memory
+
+        try:
+            sw, sh = (int(v) for v in args.source.lower().split("x"))
+        except ValueError:
+            raise ValueError(
+                f"--source takes WIDTHxHEIGHT, e.g. 1920x1080, not {args.source!r}."
+            ) from None
+        gen = estimate_generation_memory(mcfg, sw, sh)
+        est["generate_bytes"] = gen["total_bytes"]
+        est["generate_size"] = f"{sw}x{sh}"
     rt = pick_device(tcfg.device)
     est["device"] = rt.type
     est["available_bytes"] = available_memory(rt.device)
@@ -533,6 +553,11 @@ def build_parser() -> argparse.ArgumentParser:
     est = sub.add_parser("estimate", help="estimate the memory a training job needs")
     est.add_argument("--frames", type=int, required=True, help="number of frames in the clip")
     est.add_argument("--json", action="store_true", help="print one JSON object")
+    est.add_argument(
+        "--source",
+        help="also estimate extending frames of this size, WIDTHxHEIGHT (e.g. 1920x1080): "
+        "'generate_bytes'",
+    )
     add_config_args(est, ModelConfig)
     add_config_args(est, TrainConfig)
     est.set_defaults(func=cmd_estimate)

@@ -21,7 +21,7 @@ def run_demo(out: str, steps: int | None = None, device: str = "auto", log=print
     paths = write_frames(make_clip("bouncing_ball", DEMO_FRAMES, DEMO_W, DEMO_H), src_dir)
     clip = load_clip(paths, DEMO_W, DEMO_H)
     mcfg = ModelConfig(
-        preset="default", width=DEMO_W, height=DEMO_H, channels=clip.channels, width_mult=0.25
+        preset="default", width=DEMO_W, height=DEMO_H, channels=clip.channels, width_mult=0.5
     )
     tcfg = TrainConfig(steps=steps or DEMO_STEPS, device=device, preview_every=0, log_every=25)
     trainer = Trainer(clip, mcfg, tcfg)

@@ -60,9 +60,11 @@ def rollout(g: nn.Module, context: torch.Tensor, count: int, runtime: Runtime) -
 class FullSizePredictor:
     """Next frames at the source's size from a generator trained at a smaller size.
 
-    The context is letterboxed down to the training size, as in training. A warp model's motion
-    (flow, blend weights, residual) is cut out of the letterbox, scaled up and applied to the
-    full-size frames with bicubic sampling, so what moves keeps the source's detail. Other
+    The context is letterboxed down to the training size, as in training. A warp model's flow
+    and blend weights are cut out of the letterbox, scaled up and applied to the full-size
+    frames with bicubic sampling, so what moves keeps the source's detail; the difference
+    between the model's own training-size frame and that warp, scaled down, is added back
+    scaled up (the residual and all coarse structure, at the scale they were learnt at). Other
     models' frames are scaled up. Memory: a few full-size frames and flow fields, never the
     network at full size.
     """
@@ -100,11 +102,19 @@ class FullSizePredictor:
                 up = F.interpolate(pred, size=(hh, ww), mode="bicubic", antialias=False)
                 return up.clamp(-1.0, 1.0)
             m = self.g.motion(small)
+        pred = compose(small.float(), m).clamp(-1.0, 1.0)  # the model's frame, training size
         _, _, w, h = self.box.inner
         flow = self._up(m.flow)  # (B, K, 2, H, W), still in training pixels
         scale = torch.tensor([ww / w, hh / h], device=flow.device).view(1, 1, 2, 1, 1)
-        full = Motion(flow=flow * scale, weight=self._up(m.weight), residual=self._up(m.residual))
-        return compose(full_ctx.float(), full, mode="bicubic").clamp(-1.0, 1.0)
+        zero = torch.zeros_like(full_ctx[:, 0])
+        moved = compose(
+            full_ctx.float(), Motion(flow * scale, self._up(m.weight), zero), mode="bicubic"
+        )
+        # Detail from the full-size warp, everything coarser from the model's own frame: the
+        # residual and the blend come in at the scale they were learnt at, and the next
+        # context, scaled down, is the frame the model predicted (a residual added at full size
+        # instead fed back on itself and blew a hand-held shot up within 100 frames).
+        return (moved + self._up(pred - self.to_train(moved))).clamp(-1.0, 1.0)
 
     @property
     def box_hw(self) -> tuple[int, int]:

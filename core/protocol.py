@@ -29,14 +29,17 @@ Events, one JSON object per line on stdout, each with an ``"event"`` key:
                  (as `core estimate --json`: "total_bytes", "frames_bytes", ...,
                  "available_bytes" (free on the device, or null), "device")
     progress    {"step", "total", "losses": {name: float}, "outputs": {"d_real", "d_fake",
-                 "s_real", "s_fake"}, "eta_s", "elapsed_s", "steps_per_s"}
+                 "s_real", "s_fake"}, "eta_s", "elapsed_s", "steps_per_s", "time_limit_s"
+                 (the train job's "minutes" x 60, or null: training ends at whichever of
+                 "total" steps and the time limit comes first)}
     sample      {"step", "path"}                 a preview PNG of a fixed-seed rollout
     checkpoint  {"step", "path"}                 a complete checkpoint is on disk
     frame       {"index", "total", "path"}       extend: one generated frame is on disk
     done        {"kind", "cancelled", "checkpoint", "frames", "step"}
     error       {"message", "code": "bad_input" | "out_of_memory" | "io" |
                  "missing_dependency" | "internal", "hint"}
-    log         {"message"}                      e.g. an automatic retry at a smaller batch
+    log         {"message"}                      e.g. an automatic retry at a smaller batch, a
+                                                 rollback after a collapse (core/guard.py)
 
 Exit status: 0 done (also after a cancel, with ``"cancelled": true``), 2 bad input (or a missing
 requirement), 3 out of memory, 1 any other failure. SIGTERM, SIGINT or the cancel file make a

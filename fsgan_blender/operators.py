@@ -336,9 +336,17 @@ class FSGAN_OT_train_on_strip(_JobOperator, bpy.types.Operator):
 
     steps: IntProperty(
         name="Steps",
-        description="Number of training steps (default: the panel's value)",
-        default=500,
+        description="Most training steps (default: the panel's value)",
+        default=2000,
         min=1,
+        options={"SKIP_SAVE"},
+    )
+    minutes: FloatProperty(
+        name="Time Limit",
+        description="Minutes after which training ends even if fewer steps ran; 0: no limit "
+        "(default: the panel's value)",
+        default=2.0,
+        min=0.0,
         options={"SKIP_SAVE"},
     )
     preset: EnumProperty(
@@ -427,6 +435,7 @@ class FSGAN_OT_train_on_strip(_JobOperator, bpy.types.Operator):
         train = {
             "preset": self._value(s, "preset"),
             "steps": self._value(s, "steps"),
+            "minutes": round(self._value(s, "minutes"), 4),
             "width": width,
             "height": height,
             "device": self._value(s, "device"),

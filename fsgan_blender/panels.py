@@ -179,7 +179,8 @@ class FSGAN_PT_training(_SidebarPanel, bpy.types.Panel):
         sub = col.column(align=True)
         sub.prop(s, "width", text="Resolution X")
         sub.prop(s, "height", text="Y")
-        col.prop(s, "steps")
+        col.prop(s, "minutes", text="Time Limit (min)")
+        col.prop(s, "steps", text="Steps (most)")
         col.prop(s, "device")
         col.prop(s, "resume")
 

@@ -49,10 +49,21 @@ class FSGAN_PG_settings(bpy.types.PropertyGroup):
     )
     steps: IntProperty(
         name="Steps",
-        description="Number of training steps (more learns the motion better, but takes longer)",
-        default=500,
+        description="Most training steps (more learns the motion better, but takes longer); "
+        "training also ends at the Time Limit",
+        default=2000,
         min=1,
         soft_max=100000,
+    )
+    minutes: FloatProperty(
+        name="Time Limit",
+        description="Training ends after this many minutes even if fewer steps ran; a GPU runs "
+        "many more steps in the same time (0: no limit, the steps decide)",
+        default=2.0,
+        min=0.0,
+        soft_max=120.0,
+        subtype="TIME_ABSOLUTE",
+        unit="NONE",
     )
     device: EnumProperty(
         name="Device",

@@ -153,6 +153,8 @@ class JobState:
     step: int = 0
     total: int = 0
     eta_s: float | None = None
+    elapsed_s: float = 0.0
+    time_limit_s: float | None = None  # train: the job's time limit (minutes x 60), if any
     losses: dict[str, float] = field(default_factory=dict)
     sample_path: str = ""
     checkpoint: str = ""
@@ -166,7 +168,10 @@ class JobState:
     def fraction(self) -> float:
         if self.kind == "extend":
             return len(self.frames) / self.frames_total if self.frames_total else 0.0
-        return self.step / self.total if self.total else 0.0
+        by_steps = self.step / self.total if self.total else 0.0
+        if self.time_limit_s:  # training ends at whichever comes first
+            return min(1.0, max(by_steps, self.elapsed_s / self.time_limit_s))
+        return by_steps
 
 
 def format_eta(seconds: float | None) -> str:
@@ -323,6 +328,9 @@ class WorkerJob:
             s.step = int(event.get("step") or 0)
             s.total = int(event.get("total") or s.total)
             s.eta_s = event.get("eta_s")
+            elapsed, limit = event.get("elapsed_s"), event.get("time_limit_s")
+            s.elapsed_s = float(elapsed) if isinstance(elapsed, (int, float)) else s.elapsed_s
+            s.time_limit_s = float(limit) if isinstance(limit, (int, float)) and limit else None
             s.losses = {
                 k: v for k, v in (event.get("losses") or {}).items() if isinstance(v, (int, float))
             }

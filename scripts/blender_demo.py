@@ -36,7 +36,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=400, help="training steps (default: 400)")
     p.add_argument("--size", default="64x36", help="frame and training size WxH (default: 64x36)")
     p.add_argument(
-        "--model-width", type=float, default=0.25, help="channel multiplier (default: 0.25)"
+        "--model-width", type=float, default=0.5, help="channel multiplier (default: 0.5)"
     )
     p.add_argument("--batch-size", type=int, default=8, help="batch size (default: 8)")
     p.add_argument("--device", default="auto", choices=("auto", "cuda", "mps", "cpu"))

@@ -35,6 +35,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--steps", type=int, default=None, help="training steps; 0 skips training (default: panel)"
     )
+    p.add_argument(
+        "--minutes",
+        type=float,
+        help="training time limit in minutes; 0: no limit, the steps decide (default: panel)",
+    )
     p.add_argument("--preset", choices=("default", "paper"), help="model preset")
     p.add_argument("--width", type=int, help="training width in pixels")
     p.add_argument("--height", type=int, help="training height in pixels")
@@ -53,7 +58,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--save-as", help="save to this .blend instead of overwriting the opened one")
     p.add_argument("--no-save", action="store_true", help="do not save the .blend")
     args = p.parse_args(argv)
-    limits = {"count": 1, "steps": 0, "width": 16, "height": 16, "batch_size": 1}
+    limits = {"count": 1, "steps": 0, "width": 16, "height": 16, "batch_size": 1, "minutes": 0}
     for name, low in limits.items():
         value = getattr(args, name)
         if value is not None and value < low:
@@ -139,7 +144,7 @@ def main(args: argparse.Namespace) -> int:
         scene.frame_current = args.frame
 
     train_kw = {"steps": args.steps} if args.steps else {}
-    for key in ("preset", "width", "height", "device", "model_width"):
+    for key in ("preset", "width", "height", "device", "model_width", "minutes"):
         value = getattr(args, key)
         if value is not None:
             train_kw[key] = value

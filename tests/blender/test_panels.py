@@ -33,7 +33,7 @@ def test_panels_and_poll_messages(python, blender, built_zip, frames16, tmp_path
     assert "No active strip" in none["polls"]["train"]
     assert "No active strip" in none["polls"]["extend"]
     training = none["panels"]["FSGAN_PT_training"]
-    assert {"preset", "width", "height", "steps", "device"} <= set(training["props"])
+    assert {"preset", "width", "height", "steps", "minutes", "device"} <= set(training["props"])
     assert "fsgan.train_on_strip" in training["operators"]
     assert {"count", "start", "fit_scene_range", "output_dir"} <= set(
         none["panels"]["FSGAN_PT_extend"]["props"]

@@ -209,3 +209,21 @@ def test_real_footage_does_not_collapse(clip):
     assert ratio > 0.5, float(ratio)
     # and it moves: not a frozen copy of the last frame
     assert (frames[-1] - full[-1]).abs().mean() > 1e-3
+
+
+def test_extending_1080p_costs_a_fraction_of_training_at_1080p():
+    """Generating at 1920x1080 never runs the network at that size: the estimate is a small
+    part of training's at 1080p, and a real step at 1080p gives a 1080p frame."""
+    from core.data import Letterbox
+    from core.estimate import estimate_generation_memory, estimate_training_memory
+
+    small = ModelConfig(width=128, height=72)
+    gen = estimate_generation_memory(small, 1920, 1080)["total_bytes"]
+    train_1080 = estimate_training_memory(ModelConfig(width=1920, height=1080), 8, 1, 48, True)
+    assert gen < 0.05 * train_1080["total_bytes"], (gen, train_1080["total_bytes"])
+    assert gen < 2**30  # under a GB
+    mcfg = ModelConfig(width=64, height=36, width_mult=0.25)
+    g, _, _ = build_models(mcfg)
+    pred = FullSizePredictor(g.eval(), mcfg, Letterbox(1920, 1080, 64, 36), _cpu())
+    out = pred.step(torch.zeros(1, 2, 3, 1080, 1920))
+    assert out.shape == (1, 3, 1080, 1920)
