@@ -71,9 +71,9 @@ class Check:
 
 def holdout_windows(n_windows: int) -> int:
     """How many of the clip's last training windows are kept out of training for validation:
-    about 5 %, at most 3, none when the clip has fewer than 8 windows (it checks on the last
-    training windows instead)."""
-    if n_windows < 8:
+    about 5 %, at most 3, none when the clip has fewer than 16 windows: a short clip needs every
+    transition to learn from (the guard then checks on the last training frames)."""
+    if n_windows < 16:
         return 0
     return min(3, max(1, n_windows // 20))
 
