@@ -242,34 +242,46 @@ def _clip_of(arr: np.ndarray) -> Clip:
                 Letterbox(w, h, w, h))  # fmt: skip
 
 
-def train_model(
-    arr: np.ndarray, preset: str, overrides: dict, seed: int, device: str, precision: str = "auto"
-) -> tuple[nn.Module, int, dict]:
-    """Train ``preset`` on the frames ``arr``; returns (generator for sampling, context, info)."""
+def train_trainer(
+    clip: Clip, preset: str, overrides: dict, seed: int, device: str, precision: str = "auto"
+) -> tuple[Trainer, dict]:
+    """Train ``preset`` on ``clip`` at its size; ``overrides``: ModelConfig / TrainConfig
+    fields. Returns (trainer, info)."""
     mnames = set(ModelConfig.__dataclass_fields__)
     tnames = set(TrainConfig.__dataclass_fields__)
     unknown = set(overrides) - mnames - tnames
     if unknown:
         raise ValueError(f"Unknown setting(s) {', '.join(sorted(unknown))} for this core/.")
-    h, w, c = arr.shape[1:]
-    mcfg = ModelConfig(preset=preset, width=w, height=h, channels=c,
+    h, w = clip.frames.shape[-2:]
+    mcfg = ModelConfig(preset=preset, width=w, height=h, channels=clip.channels,
                        **{k: v for k, v in overrides.items() if k in mnames})  # fmt: skip
     tcfg = TrainConfig(
         seed=seed, device=device, precision=precision, preview_every=0, checkpoint_every=0,
         log_every=10**9, **{k: v for k, v in overrides.items() if k in tnames},
     )  # fmt: skip
-    trainer = Trainer(_clip_of(arr), mcfg, tcfg)
+    trainer = Trainer(clip, mcfg, tcfg)
+    logs: list[str] = []
     t0, c0 = time.perf_counter(), time.process_time()
-    fit(trainer)
-    g = trainer.inference_generator
+    res = fit(trainer, callback=lambda ev: ev["event"] == "log" and logs.append(ev["message"]))
     info = {
-        "steps": trainer.tcfg.steps,
+        "steps": trainer.step_num,
         "train_s": round(time.perf_counter() - t0, 1),
         "train_cpu_s": round(time.process_time() - c0, 1),
         "params_g": count_trainable(trainer.g),
         "width_mult": mcfg.width_mult,
+        "recoveries": res["recoveries"],
+        "validation": res["validation"],
+        "log": logs,
     }
-    return g, mcfg.context, info
+    return trainer, info
+
+
+def train_model(
+    arr: np.ndarray, preset: str, overrides: dict, seed: int, device: str, precision: str = "auto"
+) -> tuple[nn.Module, int, dict]:
+    """Train ``preset`` on the frames ``arr``; returns (generator for sampling, context, info)."""
+    trainer, info = train_trainer(_clip_of(arr), preset, overrides, seed, device, precision)
+    return trainer.inference_generator, trainer.mcfg.context, info
 
 
 # --- the suite ----------------------------------------------------------------------------

@@ -25,7 +25,6 @@ the last frame warped by k times that flow for the k-th frame.
 from __future__ import annotations
 
 import os
-import time
 
 import numpy as np
 import torch
@@ -34,8 +33,7 @@ import torch.nn.functional as F
 from core.data import Clip, Letterbox, list_frames, load_clip, load_full_size, to_float
 from core.device import pick_device
 from core.generate import FullSizePredictor
-from core.models import ModelConfig, count_trainable
-from core.train import TrainConfig, Trainer, fit
+from core.train import Trainer
 
 TEST_FRAMES = 10
 KS = (1, 5, 10)
@@ -182,33 +180,12 @@ def flow_extrapolation(last: torch.Tensor, prev: torch.Tensor, count: int) -> to
 
 def train_on(paths: list[str], preset: str, overrides: dict, seed: int, device: str,
              precision: str = "auto") -> tuple[Trainer, dict]:  # fmt: skip
-    """Train at the add-on's size on ``paths``; returns (trainer, info)."""
-    mnames = set(ModelConfig.__dataclass_fields__)
-    tnames = set(TrainConfig.__dataclass_fields__)
-    unknown = set(overrides) - mnames - tnames
-    if unknown:
-        raise ValueError(f"Unknown setting(s) {', '.join(sorted(unknown))} for this core/.")
-    m = {**ADDON, **{k: v for k, v in overrides.items() if k in mnames}}
-    clip: Clip = load_clip(paths, m["width"], m["height"], exif=False)
-    mcfg = ModelConfig(preset=preset, channels=clip.channels, **m)
-    tcfg = TrainConfig(
-        seed=seed, device=device, precision=precision, preview_every=0, checkpoint_every=0,
-        log_every=10**9, **{k: v for k, v in overrides.items() if k in tnames},
-    )  # fmt: skip
-    trainer = Trainer(clip, mcfg, tcfg)
-    logs: list[str] = []
-    t0 = time.perf_counter()
-    res = fit(trainer, callback=lambda ev: ev["event"] == "log" and logs.append(ev["message"]))
-    info = {
-        "steps": trainer.step_num,
-        "train_s": round(time.perf_counter() - t0, 1),
-        "params_g": count_trainable(trainer.g),
-        "width_mult": mcfg.width_mult,
-        "recoveries": res["recoveries"],
-        "validation": res["validation"],
-        "log": logs,
-    }
-    return trainer, info
+    """Train at the add-on's size (letterboxed) on ``paths``; returns (trainer, info)."""
+    from bench.quality import train_trainer
+
+    over = {**ADDON, **overrides}
+    clip: Clip = load_clip(paths, over.pop("width"), over.pop("height"), exif=False)
+    return train_trainer(clip, preset, over, seed, device, precision)
 
 
 def run_clip(folder: str, methods: dict, seeds: list[int], device: str, precision: str, log,

@@ -173,17 +173,22 @@ def load_clip(
         if size is None:
             size = img.size
             box = Letterbox(size[0], size[1], width, height)
-        elif img.size != size:
-            raise FrameError(
-                f"The frames have different sizes ({size[0]}x{size[1]} and {img.size[0]}x"
-                f"{img.size[1]} at {os.path.basename(path)}); use frames of one size."
-            )
+        else:
+            _check_same_size(size, img, path)
         if img.mode == "RGBA":
             translucent = translucent or img.getchannel("A").getextrema()[0] < 255
         out[i] = np.asarray(box.apply(img.convert("RGBA")))
     channels = channels or (4 if translucent else 3)
     frames = torch.from_numpy(out[..., :channels]).permute(0, 3, 1, 2).contiguous()
     return Clip(frames=frames, paths=list(paths), letterbox=box)
+
+
+def _check_same_size(size: tuple[int, int], img: Image.Image, path: str) -> None:
+    if img.size != size:
+        raise FrameError(
+            f"The frames have different sizes ({size[0]}x{size[1]} and {img.size[0]}x"
+            f"{img.size[1]} at {os.path.basename(path)}); use frames of one size."
+        )
 
 
 def load_full_size(paths: list[str], channels: int, exif: bool = True) -> torch.Tensor:
@@ -193,12 +198,8 @@ def load_full_size(paths: list[str], channels: int, exif: bool = True) -> torch.
     size = None
     for path in paths:
         img = read_frame(path, exif)
-        if size is not None and img.size != size:
-            raise FrameError(
-                f"The frames have different sizes ({size[0]}x{size[1]} and {img.size[0]}x"
-                f"{img.size[1]} at {os.path.basename(path)}); use frames of one size."
-            )
-        size = img.size
+        size = size or img.size
+        _check_same_size(size, img, path)
         a = np.asarray(img.convert("RGBA"))[..., :channels]
         out.append(torch.from_numpy(a.copy()).permute(2, 0, 1))
     return torch.stack(out)

@@ -197,13 +197,13 @@ def extend(
     rt = runtime or pick_device(device)
     g, mcfg, _ = load_generator(checkpoint, rt)
     ctx_paths = frames[-mcfg.context :]
-    clip = load_clip(ctx_paths, mcfg.width, mcfg.height, channels=mcfg.channels, exif=exif)
-    box: Letterbox = clip.letterbox
     if size == "source":  # generated at the source's size (FullSizePredictor)
+        full = load_full_size(ctx_paths, mcfg.channels, exif)  # each file read once
+        box = Letterbox(full.shape[-1], full.shape[-2], mcfg.width, mcfg.height)
         predictor = FullSizePredictor(g, mcfg, box, rt)
-        full = load_full_size(ctx_paths, mcfg.channels, exif)
         ctx = context_tensor(full, mcfg.context).to(rt.device)[None]  # (1, K, C, H, W)
     else:
+        clip = load_clip(ctx_paths, mcfg.width, mcfg.height, channels=mcfg.channels, exif=exif)
         ctx = context_tensor(clip.frames, mcfg.context)  # (K, C, H, W)
     os.makedirs(out_dir, exist_ok=True)
     paths = []
