@@ -36,6 +36,7 @@ if __package__ in (None, ""):  # `python bench/quality.py` from the repository r
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from core.data import Clip, Letterbox, to_float
 from core.device import pick_device
@@ -503,7 +504,14 @@ def parse_args(argv):
         "--precision", default="auto", help="auto (bf16 where the hardware has it), bf16, fp32"
     )
     p.add_argument("--out", default="bench_out/quality", help="folder for results.json")
-    p.add_argument("--sheets", help="folder for one contact-sheet PNG per clip (e.g. docs/quality)")
+    p.add_argument("--sheets", help="folder for one contact-sheet PNG per clip (e.g. docs/quality)"
+                   "; with --real also <clip>_crops.png, the frames at 100 %%")  # fmt: skip
+    p.add_argument("--save-models", help="with --real: keep every trained model in this folder")
+    p.add_argument("--rescore", help="with --real: judge the models --save-models kept in this "
+                   "folder instead of training (same clips, methods and seeds)")  # fmt: skip
+    p.add_argument("--resample", action="store_true",
+                   help="with --real: also judge each learned model with every generated frame "
+                   "warped again (<method>_resample, the ablation of following the detail)")  # fmt: skip
     p.add_argument("--threads", type=int, help="torch CPU threads (1 is faster on a busy machine)")
     p.add_argument("--merge", type=lambda s: [c for c in s.split(",") if c],
                    help="comma-separated results.json files of partial runs: print one table")  # fmt: skip
@@ -630,12 +638,16 @@ def main_real(args) -> int:
     rolls: dict = {}
     for folder in folders:
         name = os.path.basename(folder)
-        results[name] = rc.run_clip(folder, methods, seeds, args.device, args.precision, log, rolls)
+        results[name] = rc.run_clip(folder, methods, seeds, args.device, args.precision, log, rolls,
+                                    args.save_models, args.rescore, args.resample)  # fmt: skip
         if args.sheets:
             r = rolls[name]
-            sheet = {"real": r["real"], "methods": {m: v for m, v in r.items() if m != "real"}}
+            sheet = {"real": r["real"],
+                     "methods": {m: v for m, v in r.items() if m not in ("real", "last")}}  # fmt: skip
             sheets[name] = contact_sheet(name, sheet, os.path.join(args.sheets, f"{name}.png"),
                                          ks=(1, 2, 3, 4, 5, 6, 8, 10))  # fmt: skip
+            crop_sheet(name, sheet, os.path.join(args.sheets, f"{name}_crops.png"),
+                       last=r.get("last"))  # fmt: skip
     doc = {
         "meta": {
             "clips": root,
@@ -655,7 +667,11 @@ def main_real(args) -> int:
             },
         },  # fmt: skip
         "results": results,
-        "scorecard": {m: rc.scorecard(results, m) for m in methods if methods[m] is not None},
+        "scorecard": {
+            m: rc.scorecard(results, m)
+            for m in dict.fromkeys(v for r in results.values() for v in r)
+            if m not in rc.BASELINES
+        },
         "contact_sheets": sheets,
     }
     os.makedirs(args.out, exist_ok=True)
@@ -669,6 +685,68 @@ def main_real(args) -> int:
             log(f"{m}: {key} on {sum(c[key] for c in card.values())}/{len(card)} clips")
     log(f"elapsed {doc['meta']['elapsed_s']:.0f}s; results in {path}")
     return 0
+
+
+def crop_box(real: torch.Tensor, last: torch.Tensor, size: int) -> tuple[int, int, int]:
+    """(top, left, side) of the square at 100 % where the real continuation moves and has the
+    most detail: the sheet's crops show what a warp or a blur would lose there."""
+    h, w = real.shape[-2:]
+    side = min(size, h, w)
+    u = (real.float() + 1.0) / 2.0
+    move = (u - ((last.float() + 1.0) / 2.0)[None]).abs().mean((0, 1))  # (H, W)
+    detail = (u[:, :, 1:-1, 1:-1] * 4 - u[:, :, :-2, 1:-1] - u[:, :, 2:, 1:-1]
+              - u[:, :, 1:-1, :-2] - u[:, :, 1:-1, 2:]).abs().mean((0, 1))  # fmt: skip
+    detail = F.pad(detail, (1, 1, 1, 1))
+    score = F.avg_pool2d((move * detail)[None, None], side, stride=max(1, side // 8))[0, 0]
+    iy, ix = divmod(int(score.argmax()), score.shape[1])
+    stride = max(1, side // 8)
+    return min(iy * stride, h - side), min(ix * stride, w - side), side
+
+
+def crop_sheet(clip: str, sheet: dict, path: str, ks=(1, 5, 10), size: int = 192,
+               last: torch.Tensor | None = None, preview_w: int = 384) -> str:  # fmt: skip
+    """Full-size detail: per row (real, then each method) and frame k, the whole frame scaled
+    to ``preview_w`` with the crop marked, beside the crop at 100 % (every pixel as the
+    add-on writes it, nearest-neighbour, nothing resampled)."""
+    from PIL import Image, ImageDraw
+
+    from core.data import to_uint8
+
+    real = sheet["real"]
+    rows = [("real", real)] + list(sheet["methods"].items())
+    ks = [k for k in ks if k <= real.shape[0]]
+    h, w = real.shape[-2:]
+    top_, left_, side = crop_box(real, real[0] if last is None else last, size)
+    pw = min(preview_w, w)
+    ph = max(1, round(h * pw / w))
+    cell_w, cell_h = pw + side + 4, max(ph, side)
+    lab, head = 72, 14
+    img = Image.new("RGB", (lab + len(ks) * (cell_w + 6), head + len(rows) * (cell_h + 4)),
+                    (32, 32, 32))  # fmt: skip
+    draw = ImageDraw.Draw(img)
+    for j, k in enumerate(ks):
+        draw.text((lab + j * (cell_w + 6) + 2, 1), f"t+{k}  (whole frame | 100 % crop)",
+                  fill=(220, 220, 220))  # fmt: skip
+    for i, (name, frames) in enumerate(rows):
+        y = head + i * (cell_h + 4)
+        draw.text((4, y + cell_h // 2 - 5), name, fill=(230, 230, 230))
+        for j, k in enumerate(ks):
+            a = to_uint8(frames[k - 1]).permute(1, 2, 0).numpy()
+            if a.shape[2] == 4:  # over a checkerboard, so transparency shows
+                yy, xx = np.mgrid[0:h, 0:w]
+                board = np.where(((yy // 6 + xx // 6) % 2)[..., None] == 0, 200, 140)
+                al = a[..., 3:4] / 255.0
+                a = (a[..., :3] * al + board * (1 - al)).astype(np.uint8)
+            full = Image.fromarray(a, "RGB")
+            x = lab + j * (cell_w + 6)
+            img.paste(full.resize((pw, ph), Image.Resampling.LANCZOS), (x, y))
+            sx, sy = pw / w, ph / h
+            draw.rectangle([x + left_ * sx, y + top_ * sy, x + (left_ + side) * sx,
+                            y + (top_ + side) * sy], outline=(255, 200, 0))  # fmt: skip
+            img.paste(full.crop((left_, top_, left_ + side, top_ + side)), (x + pw + 4, y))
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    img.save(path, optimize=True)
+    return path
 
 
 def merge(paths: list[str], out: str, log) -> int:

@@ -24,6 +24,7 @@ the last frame warped by k times that flow for the k-th frame.
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -32,7 +33,7 @@ import torch.nn.functional as F
 
 from core.data import Clip, Letterbox, list_frames, load_clip, load_full_size, to_float
 from core.device import pick_device
-from core.generate import FullSizePredictor
+from core.generate import FullSizePredictor, load_generator
 from core.train import Trainer
 
 TEST_FRAMES = 10
@@ -189,9 +190,15 @@ def train_on(paths: list[str], preset: str, overrides: dict, seed: int, device: 
 
 
 def run_clip(folder: str, methods: dict, seeds: list[int], device: str, precision: str, log,
-             rollouts: dict | None = None) -> dict:  # fmt: skip
+             rollouts: dict | None = None, save_dir: str | None = None,
+             rescore: str | None = None, resample: bool = False) -> dict:  # fmt: skip
     """All methods on one clip folder. ``methods``: name -> (preset, overrides) for learned
-    ones; baselines by name with None. Returns {method: {seed: result}}."""
+    ones; baselines by name with None. ``save_dir``: keep each trained model there
+    (``<clip>_<method>_s<seed>.safetensors`` and its training info as ``.json``);
+    ``rescore``: judge the models kept there instead of training. ``resample``: also judge
+    every learned model with its generated frames warped again at each step (``<method>
+    _resample``: FullSizePredictor(track=False), the ablation of following the detail).
+    Returns {method: {seed: result}}."""
     name = os.path.basename(folder.rstrip("/"))
     paths = list_frames(folder)
     n = len(paths)
@@ -211,22 +218,38 @@ def run_clip(folder: str, methods: dict, seeds: list[int], device: str, precisio
             log(f"  {name:<26} {m:<14} {_short(out[m]['-'])}")
             continue
         preset, over = spec
+        variants = [(m, True)] + ([(f"{m}_resample", False)] if resample else [])
+        for v, _ in variants[1:]:
+            out[v] = {}
         for seed in seeds:
-            tr, info = train_on(paths[:n_train], preset, over, seed, device, precision)
-            g = tr.inference_generator.eval()
-            box = Letterbox(full.shape[-1], full.shape[-2], tr.mcfg.width, tr.mcfg.height)
-            pred = FullSizePredictor(g, tr.mcfg, box, rt)
-            k = tr.mcfg.context
-            long = pred.rollout(full[n_train - k : n_train], STABILITY_FRAMES).cpu()
-            res = score(long[:TEST_FRAMES], real, full[n_train - 1], long, full)
-            res["train"] = info
-            out[m][str(seed)] = res
-            if rollouts is not None and seed == seeds[0]:
-                rollouts.setdefault(name, {})[m] = long[:TEST_FRAMES]
-            log(f"  {name:<26} {m:<14} seed {seed} {_short(res)}  ({info['train_s']:.0f}s, "
-                f"{info['steps']} steps, {info['recoveries']} rollbacks)")  # fmt: skip
+            stem = f"{name}_{m}_s{seed}"
+            if rescore:
+                g, mcfg, _ = load_generator(os.path.join(rescore, stem + ".safetensors"), rt)
+                with open(os.path.join(rescore, stem + ".json")) as f:
+                    info = json.load(f)
+            else:
+                tr, info = train_on(paths[:n_train], preset, over, seed, device, precision)
+                g, mcfg = tr.inference_generator.eval(), tr.mcfg
+                if save_dir:
+                    os.makedirs(save_dir, exist_ok=True)
+                    tr.save(os.path.join(save_dir, stem + ".safetensors"))
+                    with open(os.path.join(save_dir, stem + ".json"), "w") as f:
+                        json.dump(info, f)
+            box = Letterbox(full.shape[-1], full.shape[-2], mcfg.width, mcfg.height)
+            k = mcfg.context
+            for v, track in variants:
+                pred = FullSizePredictor(g, mcfg, box, rt, track=track)
+                long = pred.rollout(full[n_train - k : n_train], STABILITY_FRAMES).cpu()
+                res = score(long[:TEST_FRAMES], real, full[n_train - 1], long, full)
+                res["train"] = info
+                out[v][str(seed)] = res
+                if rollouts is not None and seed == seeds[0]:
+                    rollouts.setdefault(name, {})[v] = long[:TEST_FRAMES]
+                log(f"  {name:<26} {v:<14} seed {seed} {_short(res)}  ({info['train_s']:.0f}s, "
+                    f"{info['steps']} steps, {info['recoveries']} rollbacks)")  # fmt: skip
     if rollouts is not None:
         rollouts.setdefault(name, {})["real"] = real
+        rollouts[name]["last"] = full[n_train - 1]
     return out
 
 

@@ -64,15 +64,17 @@ def estimate_training_memory(
 def estimate_generation_memory(mcfg: ModelConfig, src_w: int, src_h: int) -> dict:
     """Bytes needed to extend a strip of ``src_w`` x ``src_h`` frames: G's weights, one
     forward pass at the training size, and the full-size tensors of one step (the context, the
-    scaled-up flows and blend weights, the warped frames, the output; core/generate.py
-    FullSizePredictor). The network never runs at the full size, so a 1080p strip costs a few
-    hundred MB, not the gigabytes of training at 1080p."""
+    scaled-up flows and blend weights, the warped frames, the output, the displacement fields
+    it follows into the last real frame; core/generate.py FullSizePredictor). The network never
+    runs at the full size, so a 1080p strip costs a few hundred MB, not the gigabytes of
+    training at 1080p."""
     g, _, _ = build_models(mcfg)
     ctx = torch.zeros(1, mcfg.context, mcfg.channels, mcfg.height, mcfg.width)
     weights_b = 4 * sum(p.numel() for p in g.parameters())
     acts_b = 4 * _activation_elems(g, ctx)
     k, c = mcfg.context, mcfg.channels
-    per_pixel = k * c + k * 3 + k * c + 4 * c + 2 * k  # context, flow+weight, warped, out, grid
+    # context, flow + weight, warped, out, grid, and the followed fields + the last real frame
+    per_pixel = k * c + k * 3 + k * c + 4 * c + 2 * k + 2 * (k + 1) + c
     full_b = 4 * per_pixel * src_w * src_h
     total = weights_b + acts_b + full_b
     return {

@@ -329,19 +329,22 @@ class Motion:
     residual: torch.Tensor  # (B, C, H, W): synthesised correction in [-1, 1]
 
 
-def warp(frames: torch.Tensor, flow: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
+def warp(
+    frames: torch.Tensor, flow: torch.Tensor, mode: str = "bilinear", padding: str = "reflection"
+) -> torch.Tensor:
     """Backward warp: out(p) = frames(p + flow(p)); (B, C, H, W) by (B, 2, H, W) pixels.
 
     Outside the frame it reflects the picture: content moving in from outside is never black,
     and a flow pointing far outside still samples real pixels with a gradient (a border that
-    repeats the edge pixel would give a flat image with none: a collapse with no way back)."""
+    repeats the edge pixel would give a flat image with none: a collapse with no way back).
+    ``padding="border"`` repeats the edge instead (for fields such as flows, not pictures)."""
     b, _, h, w = frames.shape
     ys = torch.arange(h, device=flow.device, dtype=flow.dtype)
     xs = torch.arange(w, device=flow.device, dtype=flow.dtype)
     gx = (2.0 * (xs[None, None, :] + flow[:, 0]) + 1.0) / w - 1.0  # (B, H, W), align_corners=False
     gy = (2.0 * (ys[None, :, None] + flow[:, 1]) + 1.0) / h - 1.0
     grid = torch.stack([gx, gy], -1)
-    return F.grid_sample(frames, grid, mode=mode, padding_mode="reflection", align_corners=False)
+    return F.grid_sample(frames, grid, mode=mode, padding_mode=padding, align_corners=False)
 
 
 def compose(frames: torch.Tensor, m: Motion, mode: str = "bilinear") -> torch.Tensor:

@@ -163,6 +163,39 @@ def test_warp_model_moves_full_size_detail(tmp_path):
     assert out.std() > 0.9 * full[1].std()  # no blur: a 32x18 picture blown up has ~none
 
 
+def test_long_continuation_samples_the_detail_once():
+    """Ten steps of a 1.2-pixel pan: every frame is the last real frame sampled once at the
+    chained offset (12 px by frame 10), as crisp as it; warping each generated frame again
+    (``track=False``) blurs it step by step, which the followed field exists to avoid."""
+    from core.data import Letterbox
+
+    mcfg = ModelConfig(width=64, height=36, width_mult=0.125, context=2)
+    g, _, _ = build_models(mcfg)
+    with torch.no_grad():
+        g.head.bias.zero_()
+        g.head.bias[2] = 0.3  # 0.3 training pixels = 1.2 source pixels of x per step
+        g.head.bias[5] = 20.0  # blend weight ~1 on the last frame; residual 0
+    g.eval()
+    torch.manual_seed(0)
+    full = torch.rand(2, 3, 144, 256) * 2 - 1  # detail at every pixel
+    box = Letterbox(256, 144, 64, 36)
+    tracked = FullSizePredictor(g, mcfg, box, _cpu()).rollout(full, 10)
+    again = FullSizePredictor(g, mcfg, box, _cpu(), track=False).rollout(full, 10)
+    expect = full[1, :, 8:-8, 12 : 256 - 16]  # frame 10(x) = last(x + 12)
+    got = tracked[-1][:, 8:-8, : 256 - 28]
+    assert (got - expect).abs().mean() < 0.05, float((got - expect).abs().mean())
+    crisp = float(tracked[-1].std() / full[1].std())
+    blurred = float(again[-1].std() / full[1].std())
+    assert crisp > 0.9 and blurred < 0.8 * crisp, (crisp, blurred)
+    # extend's frame-at-a-time use (step on the context it produced) follows the same field
+    step = FullSizePredictor(g, mcfg, box, _cpu())
+    ctx = full[None]
+    for _ in range(10):
+        nxt = step.step(ctx)
+        ctx = torch.cat([ctx[:, 1:], nxt[:, None]], 1)
+    assert torch.allclose(nxt[0], tracked[-1], atol=1e-5)
+
+
 def _cpu():
     from core.device import pick_device
 
