@@ -100,3 +100,37 @@ def test_no_held_out_frame_repeats_a_training_frame(profile):
             for i in range(n_train, prof.frames):
                 same = (train == a[i].reshape(1, -1)).all(1)
                 assert not same.any(), (name, seed, i, int(np.flatnonzero(same)[0]))
+
+
+def test_real_clips_save_rescore_and_crops(tmp_path):
+    """--real on a folder of one clip: trains, keeps the model, judges it again with
+    --rescore (same numbers: the model, not a new training) and with --resample, and writes
+    the 100 % crop sheet around the part of the frame that moves."""
+    from core.procedural import make_clip, write_frames
+
+    write_frames(make_clip("scrolling_background", 32, 96, 48), str(tmp_path / "clips" / "scroll"))
+    common = ["--real", "--clips", str(tmp_path / "clips"), "--seeds", "0", "--steps", "3",
+              "--methods", "copy_last,default", "--device", "cpu", "--threads", "1"]  # fmt: skip
+    models = tmp_path / "models"
+    assert quality.main(common + ["--out", str(tmp_path / "a"), "--save-models", str(models)]) == 0
+    assert (models / "scroll_default_s0.safetensors").exists()
+    assert quality.main(common + ["--out", str(tmp_path / "b"), "--rescore", str(models),
+                                  "--resample", "--sheets", str(tmp_path / "s")]) == 0  # fmt: skip
+    a = json.loads((tmp_path / "a" / "real_results.json").read_text())["results"]["scroll"]
+    b = json.loads((tmp_path / "b" / "real_results.json").read_text())["results"]["scroll"]
+    assert b["default"]["0"]["ssim_mean"] == pytest.approx(a["default"]["0"]["ssim_mean"], abs=1e-6)
+    assert "default_resample" in b and b["default"]["0"]["train"]["steps"] == 3
+    assert (tmp_path / "s" / "scroll_crops.png").exists()
+
+
+def test_crop_box_finds_the_moving_detail():
+    real = torch.full((3, 3, 120, 200), -1.0)
+    last = real[0].clone()
+    g = torch.Generator().manual_seed(0)
+    tex = torch.rand(3, 30, 30, generator=g) * 2 - 1
+    for k in range(3):  # a textured square moving right in the lower right
+        real[k, :, 80:110, 140 + 5 * k : 170 + 5 * k] = tex
+    top, left, side = quality.crop_box(real, last, 48)
+    assert side == 48
+    assert top < 110 and top + side > 80 and left < 180 and left + side > 140, (top, left)
+    assert not (top < 40 and left < 100)  # not the empty upper left
