@@ -224,7 +224,10 @@ def run_clip(folder: str, methods: dict, seeds: list[int], device: str, precisio
         for seed in seeds:
             stem = f"{name}_{m}_s{seed}"
             if rescore:
-                g, mcfg, _ = load_generator(os.path.join(rescore, stem + ".safetensors"), rt)
+                kept = os.path.join(rescore, stem + ".safetensors")
+                if not os.path.exists(kept):
+                    raise SystemExit(f"error: {kept} is missing (train with --save-models first)")
+                g, mcfg, _ = load_generator(kept, rt)
                 with open(os.path.join(rescore, stem + ".json")) as f:
                     info = json.load(f)
             else:
