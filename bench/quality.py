@@ -412,11 +412,23 @@ def scorecard(results: dict) -> dict:
     return card
 
 
+def _rgb(frame: torch.Tensor) -> np.ndarray:
+    """(C, H, W) in [-1, 1] -> (H, W, 3) uint8; RGBA over a checkerboard, so transparency shows."""
+    from core.data import to_uint8
+
+    a = to_uint8(frame).permute(1, 2, 0).numpy()
+    if a.shape[2] == 4:
+        h, w = a.shape[:2]
+        yy, xx = np.mgrid[0:h, 0:w]
+        board = np.where(((yy // 6 + xx // 6) % 2)[..., None] == 0, 200, 140)
+        al = a[..., 3:4] / 255.0
+        a = (a[..., :3] * al + board * (1 - al)).astype(np.uint8)
+    return a
+
+
 def contact_sheet(clip: str, sheet: dict, path: str, ks=(1, 2, 3, 5, 8, 10, 15, 20)) -> str:
     """Real continuation above each method's rollout at the frames ``ks`` after the split."""
     from PIL import Image, ImageDraw
-
-    from core.data import to_uint8
 
     rows = [("real", sheet["real"])] + list(sheet["methods"].items())
     ks = [k for k in ks if k <= sheet["real"].shape[0]]
@@ -431,13 +443,9 @@ def contact_sheet(clip: str, sheet: dict, path: str, ks=(1, 2, 3, 5, 8, 10, 15, 
         y = top + i * (ch + 2)
         draw.text((4, y + ch // 2 - 5), name, fill=(230, 230, 230))
         for j, k in enumerate(ks):
-            a = to_uint8(frames[k - 1]).permute(1, 2, 0).numpy()
-            if a.shape[2] == 4:  # over a checkerboard, so transparency shows
-                yy, xx = np.mgrid[0:h, 0:w]
-                board = np.where(((yy // 6 + xx // 6) % 2)[..., None] == 0, 200, 140)
-                al = a[..., 3:4] / 255.0
-                a = (a[..., :3] * al + board * (1 - al)).astype(np.uint8)
-            tile = Image.fromarray(a, "RGB").resize((cw, ch), Image.Resampling.NEAREST)
+            tile = Image.fromarray(_rgb(frames[k - 1]), "RGB").resize(
+                (cw, ch), Image.Resampling.NEAREST
+            )
             img.paste(tile, (lab + j * (cw + 2), y))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     img.save(path, optimize=True)
@@ -710,8 +718,6 @@ def crop_sheet(clip: str, sheet: dict, path: str, ks=(1, 5, 10), size: int = 192
     add-on writes it, nearest-neighbour, nothing resampled)."""
     from PIL import Image, ImageDraw
 
-    from core.data import to_uint8
-
     real = sheet["real"]
     rows = [("real", real)] + list(sheet["methods"].items())
     ks = [k for k in ks if k <= real.shape[0]]
@@ -731,13 +737,7 @@ def crop_sheet(clip: str, sheet: dict, path: str, ks=(1, 5, 10), size: int = 192
         y = head + i * (cell_h + 4)
         draw.text((4, y + cell_h // 2 - 5), name, fill=(230, 230, 230))
         for j, k in enumerate(ks):
-            a = to_uint8(frames[k - 1]).permute(1, 2, 0).numpy()
-            if a.shape[2] == 4:  # over a checkerboard, so transparency shows
-                yy, xx = np.mgrid[0:h, 0:w]
-                board = np.where(((yy // 6 + xx // 6) % 2)[..., None] == 0, 200, 140)
-                al = a[..., 3:4] / 255.0
-                a = (a[..., :3] * al + board * (1 - al)).astype(np.uint8)
-            full = Image.fromarray(a, "RGB")
+            full = Image.fromarray(_rgb(frames[k - 1]), "RGB")
             x = lab + j * (cell_w + 6)
             img.paste(full.resize((pw, ph), Image.Resampling.LANCZOS), (x, y))
             sx, sy = pw / w, ph / h
