@@ -71,10 +71,11 @@ class FullSizePredictor:
     **One resampling per frame** (``track=True``, the default). Warping a generated frame again
     at every step resamples the picture again each time: over a long continuation the detail
     softens and most continuations freeze (docs/QUALITY.md, ``default_resample``: sharpness
-    0.70 and 8 of 24 runs stable for 100 frames, against 0.99 and 15). So the predictor follows, for each
-    generated frame, where its pixels came from in the last real frame (a full-size
-    displacement field, the model's flows chained); every frame's detail is sampled once from
-    that real frame, and only the coarse picture passes through the model's own frames.
+    0.70 and 8 of 24 runs stable for 100 frames, against 0.99 and 15). So the predictor
+    follows, for each generated frame, where its pixels came from in the last real frame (a
+    full-size displacement field, the model's flows chained); every frame's detail is sampled
+    once from that real frame, and only the coarse picture passes through the model's own
+    frames.
     Context frames before the last real one have no such field; their share of the blend is
     warped from them directly, as before. Call ``begin`` for a new continuation (``step``
     begins on its first call, and when given a context it did not produce). ``smooth`` keeps
