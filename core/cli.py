@@ -257,12 +257,14 @@ def cmd_train(args) -> int:
         elif ev["event"] == "log":  # a rollback, an OOM retry, the state kept at the end
             (bar.write if bar is not None else print)(ev["message"], file=sys.stderr)
 
+    ok = False
     try:
         result = run_training(
             args.frames, args.out, settings, args.resume, callback, stop, args.preview_dir
         )
+        ok = True
     finally:
-        distributed.shutdown()
+        distributed.shutdown(ok)
     if bar is not None:
         bar.close()
     state = "cancelled at" if result["cancelled"] else "finished at"

@@ -112,6 +112,7 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)  # two processes on two cores
     torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
+    ok = False
     try:
         results = {c: _train(c) for c in CASES}
         # fit(): only rank 0 reports and writes its checkpoint.
@@ -121,8 +122,9 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
         fit(Trainer(_clip(), mcfg, tcfg), ck, events.append)
         results["fit"] = {"events": [e["event"] for e in events], "wrote": os.path.exists(ck)}
         torch.save(results, os.path.join(out_dir, f"result{rank}.pt"))
+        ok = True
     finally:
-        distributed.shutdown()
+        distributed.shutdown(ok)
 
 
 def _free_port() -> int:
