@@ -12,7 +12,7 @@ from bench import speed
 ARGS = [
     "--quick", "--configs", "paper:16x16:0.125,default:16x16:0.125", "--batches", "1,2",
     "--variants", "naive,optimized", "--warmup", "0", "--steps", "1", "--rollout-frames", "1",
-    "--rollout-batch", "2", "--check-steps", "1", "--device", "cpu", "--threads", "1",
+    "--rollout-batch", "2", "--check-steps", "3", "--device", "cpu", "--threads", "1",
 ]  # fmt: skip
 
 
@@ -61,10 +61,10 @@ def test_rollout_rows(report):
 
 
 def test_optimized_trains_like_naive(report):
-    """The default CPU path trains like the naive port: the same losses to 1e-4 where it is
-    fp32, to 5e-2 where it is bf16 autocast (CPUs with bf16 hardware, like CI's). One step: the
-    paper preset (purely adversarial, BatchNorm) is chaotic, so any numeric change separates
-    its trajectories after the first updates (see the next tests for longer runs)."""
+    """The default CPU path computes what the naive port computes: with the weights held still
+    (frozen_history), the same losses to 1e-4 where it is fp32, to 5e-2 where it is bf16
+    autocast (CPUs with bf16 hardware, like CI's), and the same gradients (1e-2, bf16 0.5).
+    The real steps' drift is recorded, not judged: the paper preset is chaotic."""
     from core.device import pick_device
 
     bf16 = pick_device("cpu").amp_dtype is not None
@@ -74,6 +74,41 @@ def test_optimized_trains_like_naive(report):
         assert e["precision"] == ("bf16" if bf16 else "fp32"), e
         assert e["tolerance_rel"] == (5e-2 if bf16 else 1e-4), e
         assert e["within_tolerance"] and e["max_rel_diff"] <= e["tolerance_rel"], e
+        assert set(e["grad_rel_error"]) == {"g", "d", "s"}
+        assert max(e["grad_rel_error"].values()) <= e["grad_tolerance_rel"], e
+        assert e["steps"] == 3 and len(e["trained_variant_losses"]) == 3
+
+
+def test_frozen_check_sees_other_arithmetic():
+    """The frozen check can fail: the same variant with the generator's weights moved (other
+    arithmetic) is far outside both tolerances, while channels_last
+    (the same arithmetic in another order) is inside the fp32 ones, on the paper preset."""
+    from core.models import ModelConfig
+
+    mcfg = ModelConfig(preset="paper", width=16, height=16, width_mult=0.125)
+    clip = speed.synthetic_clip(8, 16, 16)
+    la, ga = speed.frozen_history("naive", clip, mcfg, 2, "cpu", 2)
+    lb, gb = speed.frozen_history("cl_fp32", clip, mcfg, 2, "cpu", 2)
+    assert ((la - lb).abs() / la.abs().clamp_min(1e-3)).max().item() <= 1e-4
+    assert speed.compare_grads(ga, gb, "fp32")["grads_within_tolerance"]
+    orig = speed.build
+
+    def other_g(*a, **k):  # the generator's weights moved by noise of their own size
+        t = orig(*a, **k)
+        gen = torch.Generator().manual_seed(123)
+        with torch.no_grad():
+            for p in t.g.parameters():
+                p.add_(torch.randn(p.shape, generator=gen) * p.std().nan_to_num(0.1))
+        return t
+
+    speed.build = other_g
+    try:
+        lc, gc = speed.frozen_history("naive", clip, mcfg, 2, "cpu", 2)
+    finally:
+        speed.build = orig
+    assert ((la - lc).abs() / la.abs().clamp_min(1e-3)).max().item() > 5e-2
+    err = speed.compare_grads(ga, gc, "bf16")
+    assert not err["grads_within_tolerance"] and err["grad_rel_error"]["g"] > 0.5, err
 
 
 def test_peak_table():
