@@ -520,6 +520,9 @@ def parse_args(argv):
     p.add_argument("--resample", action="store_true",
                    help="with --real: also judge each learned model with every generated frame "
                    "warped again (<method>_resample, the ablation of following the detail)")  # fmt: skip
+    p.add_argument("--no-palette", action="store_true",
+                   help="with --real: also judge each learned model with pixel art sampled "
+                   "bicubic and not kept to its palette (<method>_nopalette)")  # fmt: skip
     p.add_argument("--threads", type=int, help="torch CPU threads (1 is faster on a busy machine)")
     p.add_argument("--merge", type=lambda s: [c for c in s.split(",") if c],
                    help="comma-separated results.json files of partial runs: print one table")  # fmt: skip
@@ -647,7 +650,8 @@ def main_real(args) -> int:
     for folder in folders:
         name = os.path.basename(folder)
         results[name] = rc.run_clip(folder, methods, seeds, args.device, args.precision, log, rolls,
-                                    args.save_models, args.rescore, args.resample)  # fmt: skip
+                                    args.save_models, args.rescore, args.resample,
+                                    args.no_palette)  # fmt: skip
         if args.sheets:
             r = rolls[name]
             sheet = {"real": r["real"],

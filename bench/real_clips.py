@@ -191,14 +191,16 @@ def train_on(paths: list[str], preset: str, overrides: dict, seed: int, device: 
 
 def run_clip(folder: str, methods: dict, seeds: list[int], device: str, precision: str, log,
              rollouts: dict | None = None, save_dir: str | None = None,
-             rescore: str | None = None, resample: bool = False) -> dict:  # fmt: skip
+             rescore: str | None = None, resample: bool = False,
+             no_palette: bool = False) -> dict:  # fmt: skip
     """All methods on one clip folder. ``methods``: name -> (preset, overrides) for learned
     ones; baselines by name with None. ``save_dir``: keep each trained model there
     (``<clip>_<method>_s<seed>.safetensors`` and its training info as ``.json``);
     ``rescore``: judge the models kept there instead of training. ``resample``: also judge
     every learned model with its generated frames warped again at each step (``<method>
     _resample``: FullSizePredictor(track=False), the ablation of following the detail).
-    Returns {method: {seed: result}}."""
+    ``no_palette``: also judge it with pixel art sampled bicubic and not kept to its palette
+    (``<method>_nopalette``: FullSizePredictor(palette=False)). Returns {method: {seed: result}}."""
     name = os.path.basename(folder.rstrip("/"))
     paths = list_frames(folder)
     n = len(paths)
@@ -218,7 +220,11 @@ def run_clip(folder: str, methods: dict, seeds: list[int], device: str, precisio
             log(f"  {name:<26} {m:<14} {_short(out[m]['-'])}")
             continue
         preset, over = spec
-        variants = [(m, True)] + ([(f"{m}_resample", False)] if resample else [])
+        variants = [(m, {})]
+        if resample:
+            variants.append((f"{m}_resample", {"track": False}))
+        if no_palette:
+            variants.append((f"{m}_nopalette", {"palette": False}))
         for v, _ in variants[1:]:
             out[v] = {}
         for seed in seeds:
@@ -240,8 +246,8 @@ def run_clip(folder: str, methods: dict, seeds: list[int], device: str, precisio
                         json.dump(info, f)
             box = Letterbox(full.shape[-1], full.shape[-2], mcfg.width, mcfg.height)
             k = mcfg.context
-            for v, track in variants:
-                pred = FullSizePredictor(g, mcfg, box, rt, track=track)
+            for v, kw in variants:
+                pred = FullSizePredictor(g, mcfg, box, rt, **kw)
                 long = pred.rollout(full[n_train - k : n_train], STABILITY_FRAMES).cpu()
                 res = score(long[:TEST_FRAMES], real, full[n_train - 1], long, full)
                 res["train"] = info

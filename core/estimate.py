@@ -65,7 +65,8 @@ def estimate_generation_memory(mcfg: ModelConfig, src_w: int, src_h: int) -> dic
     """Bytes needed to extend a strip of ``src_w`` x ``src_h`` frames: G's weights, one
     forward pass at the training size, and the full-size tensors of one step (the context, the
     scaled-up flows and blend weights, the warped frames, the output, the displacement fields
-    it follows into the last real frame; core/generate.py FullSizePredictor). The network never
+    it follows into the last real frame, pixel art's palette; core/generate.py
+    FullSizePredictor). The network never
     runs at the full size, so a 1080p strip costs a few hundred MB, not the gigabytes of
     training at 1080p."""
     g, _, _ = build_models(mcfg)
@@ -75,7 +76,11 @@ def estimate_generation_memory(mcfg: ModelConfig, src_w: int, src_h: int) -> dic
     k, c = mcfg.context, mcfg.channels
     # context, flow + weight, warped, out, grid, and the followed fields + the last real frame
     per_pixel = k * c + k * 3 + k * c + 4 * c + 2 * k + 2 * (k + 1) + c
-    full_b = 4 * per_pixel * src_w * src_h
+    # pixel art: looking for a palette sorts a copy of the context; snapping to it copies the
+    # output twice and measures distances to at most 256 colours, 65,536 pixels at a time
+    per_pixel += 2 * k * c + 2 * c
+    palette_b = 4 * (1 << 16) * 256
+    full_b = 4 * per_pixel * src_w * src_h + palette_b
     total = weights_b + acts_b + full_b
     return {
         "weights_bytes": weights_b,

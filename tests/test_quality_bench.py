@@ -104,7 +104,8 @@ def test_no_held_out_frame_repeats_a_training_frame(profile):
 
 def test_real_clips_save_rescore_and_crops(tmp_path):
     """--real on a folder of one clip: trains, keeps the model, judges it again with
-    --rescore (same numbers: the model, not a new training) and with --resample, and writes
+    --rescore (same numbers: the model, not a new training), with --resample and --no-palette,
+    and writes
     the 100 % crop sheet around the part of the frame that moves."""
     from core.procedural import make_clip, write_frames
 
@@ -115,11 +116,13 @@ def test_real_clips_save_rescore_and_crops(tmp_path):
     assert quality.main(common + ["--out", str(tmp_path / "a"), "--save-models", str(models)]) == 0
     assert (models / "scroll_default_s0.safetensors").exists()
     assert quality.main(common + ["--out", str(tmp_path / "b"), "--rescore", str(models),
-                                  "--resample", "--sheets", str(tmp_path / "s")]) == 0  # fmt: skip
+                                  "--resample", "--no-palette", "--sheets",
+                                  str(tmp_path / "s")]) == 0  # fmt: skip
     a = json.loads((tmp_path / "a" / "real_results.json").read_text())["results"]["scroll"]
     b = json.loads((tmp_path / "b" / "real_results.json").read_text())["results"]["scroll"]
     assert b["default"]["0"]["ssim_mean"] == pytest.approx(a["default"]["0"]["ssim_mean"], abs=1e-6)
     assert "default_resample" in b and b["default"]["0"]["train"]["steps"] == 3
+    assert "default_nopalette" in b  # the ablation row of keeping pixel art on its palette
     assert (tmp_path / "s" / "scroll_crops.png").exists()
 
 
