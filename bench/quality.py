@@ -521,8 +521,8 @@ def parse_args(argv):
                    help="with --real: also judge each learned model with every generated frame "
                    "warped again (<method>_resample, the ablation of following the detail)")  # fmt: skip
     p.add_argument("--no-palette", action="store_true",
-                   help="with --real: also judge each learned model with pixel art sampled "
-                   "bicubic and not kept to its palette (<method>_nopalette)")  # fmt: skip
+                   help="with --real: also judge each learned model with pixel art not kept "
+                   "to its palette (<method>_nopalette)")  # fmt: skip
     p.add_argument("--threads", type=int, help="torch CPU threads (1 is faster on a busy machine)")
     p.add_argument("--merge", type=lambda s: [c for c in s.split(",") if c],
                    help="comma-separated results.json files of partial runs: print one table")  # fmt: skip

@@ -199,8 +199,8 @@ def run_clip(folder: str, methods: dict, seeds: list[int], device: str, precisio
     ``rescore``: judge the models kept there instead of training. ``resample``: also judge
     every learned model with its generated frames warped again at each step (``<method>
     _resample``: FullSizePredictor(track=False), the ablation of following the detail).
-    ``no_palette``: also judge it with pixel art sampled bicubic and not kept to its palette
-    (``<method>_nopalette``: FullSizePredictor(palette=False)). Returns {method: {seed: result}}."""
+    ``no_palette``: also judge it with pixel art not kept to its palette (``<method>
+    _nopalette``: FullSizePredictor(palette=False)). Returns {method: {seed: result}}."""
     name = os.path.basename(folder.rstrip("/"))
     paths = list_frames(folder)
     n = len(paths)

@@ -66,9 +66,8 @@ def estimate_generation_memory(mcfg: ModelConfig, src_w: int, src_h: int) -> dic
     forward pass at the training size, and the full-size tensors of one step (the context, the
     scaled-up flows and blend weights, the warped frames, the output, the displacement fields
     it follows into the last real frame, pixel art's palette; core/generate.py
-    FullSizePredictor). The network never
-    runs at the full size, so a 1080p strip costs a few hundred MB, not the gigabytes of
-    training at 1080p."""
+    FullSizePredictor). The network never runs at the full size, so a 1080p strip costs a few
+    hundred MB, not the gigabytes of training at 1080p."""
     g, _, _ = build_models(mcfg)
     ctx = torch.zeros(1, mcfg.context, mcfg.channels, mcfg.height, mcfg.width)
     weights_b = 4 * sum(p.numel() for p in g.parameters())

@@ -226,9 +226,10 @@ MAX_PALETTE = 256  # colours; pixel art and flat-shaded sprites use far fewer
 
 
 def find_palette(frames: torch.Tensor, limit: int = MAX_PALETTE) -> torch.Tensor | None:
-    """The (P, C) colours of frames (..., C, H, W) when there are at most ``limit`` of them and
+    """The (P, C) colours of frames (..., C, H, W) when there are 2 to ``limit`` of them and
     they are under 1 % of the pixels (pixel art: 13-14 colours in the clips we measure on;
-    camera footage, smoke and cloth: 671 to 30,000), else None."""
+    camera footage, smoke and cloth: 671 to 30,000), else None. One colour is a flat frame
+    (black before a fade-in, say), not a palette: it would pin every later frame to it."""
     c = frames.shape[-3]
     px = frames.detach().float().movedim(-3, -1).reshape(-1, c)
     if px.shape[0] == 0:
@@ -238,7 +239,7 @@ def find_palette(frames: torch.Tensor, limit: int = MAX_PALETTE) -> torch.Tensor
     if torch.unique(px[::step], dim=0).shape[0] > limit:
         return None
     colours = torch.unique(px, dim=0)
-    if colours.shape[0] > limit or colours.shape[0] > 0.01 * px.shape[0]:
+    if not 2 <= colours.shape[0] <= limit or colours.shape[0] > 0.01 * px.shape[0]:
         return None
     return colours
 

@@ -31,6 +31,7 @@ def test_find_palette_tells_pixel_art_from_footage():
     photo = torch.rand(2, 3, 64, 96, generator=gen) * 2 - 1
     assert find_palette(photo) is None
     assert find_palette(art, limit=8) is None  # more colours than the limit
+    assert find_palette(torch.full((2, 3, 64, 96), -1.0)) is None  # a flat frame: no palette
     # a few hundred colours in a small image are too many per pixel to be a palette
     assert find_palette(_pixel_art(1, 16, 16, torch.rand(200, 3, generator=gen), gen)) is None
 
