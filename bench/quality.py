@@ -709,9 +709,9 @@ def crop_box(real: torch.Tensor, last: torch.Tensor, size: int) -> tuple[int, in
     detail = (u[:, :, 1:-1, 1:-1] * 4 - u[:, :, :-2, 1:-1] - u[:, :, 2:, 1:-1]
               - u[:, :, 1:-1, :-2] - u[:, :, 1:-1, 2:]).abs().mean((0, 1))  # fmt: skip
     detail = F.pad(detail, (1, 1, 1, 1))
-    score = F.avg_pool2d((move * detail)[None, None], side, stride=max(1, side // 8))[0, 0]
-    iy, ix = divmod(int(score.argmax()), score.shape[1])
     stride = max(1, side // 8)
+    score = F.avg_pool2d((move * detail)[None, None], side, stride=stride)[0, 0]
+    iy, ix = divmod(int(score.argmax()), score.shape[1])
     return min(iy * stride, h - side), min(ix * stride, w - side), side
 
 

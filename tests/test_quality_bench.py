@@ -105,8 +105,7 @@ def test_no_held_out_frame_repeats_a_training_frame(profile):
 def test_real_clips_save_rescore_and_crops(tmp_path):
     """--real on a folder of one clip: trains, keeps the model, judges it again with
     --rescore (same numbers: the model, not a new training), with --resample and --no-palette,
-    and writes
-    the 100 % crop sheet around the part of the frame that moves."""
+    and writes the 100 % crop sheet around the part of the frame that moves."""
     from core.procedural import make_clip, write_frames
 
     write_frames(make_clip("scrolling_background", 32, 96, 48), str(tmp_path / "clips" / "scroll"))
