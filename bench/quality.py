@@ -60,6 +60,7 @@ REAL_METHODS = {
     "default": ("default", {}),
     "paper": ("paper", {}),
     "l1_only": ("default", {"adv_weight": 0.0}),  # the ablation: no adversarial terms
+    "motion_prior": ("default", {"motion_prior": True}),  # flows from constant velocity
     "residual_head": ("default", {"head": "residual"}),  # the model before the warp head
     # The recipe issue 14 found collapsing (residual head, width 32, lr 1e-3, adversarial weight
     # 1 from the first step), with today's guard watching it.
@@ -525,7 +526,8 @@ def parse_args(argv):
                    "to its palette (<method>_nopalette)")  # fmt: skip
     p.add_argument("--threads", type=int, help="torch CPU threads (1 is faster on a busy machine)")
     p.add_argument("--merge", type=lambda s: [c for c in s.split(",") if c],
-                   help="comma-separated results.json files of partial runs: print one table")  # fmt: skip
+                   help="comma-separated results.json (with --real: real_results.json) files of "
+                   "partial runs: print one table")  # fmt: skip
     p.add_argument("--ablation", action="store_true",
                    help="run the default preset's ablation instead of the suite")  # fmt: skip
     return p.parse_args(argv)
@@ -607,6 +609,19 @@ def main(argv: list[str] | None = None) -> int:
 
 def main_real(args) -> int:
     from bench import real_clips as rc
+
+    if args.merge:  # one report from several runs (e.g. the clips split between processes)
+        log = lambda s: print(s, flush=True)
+        results = rc.merge(args.merge, log)
+        os.makedirs(args.out, exist_ok=True)
+        path = os.path.join(args.out, "real_results.json")
+        with open(path, "w") as f:
+            json.dump({"meta": {"merged": args.merge}, "results": results,
+                       "scorecard": {m: rc.scorecard(results, m) for m in
+                                     dict.fromkeys(v for r in results.values() for v in r)
+                                     if m not in rc.BASELINES}}, f, indent=1)  # fmt: skip
+        log(f"results in {path}")
+        return 0
 
     root = args.clips if isinstance(args.clips, str) else rc.default_clips_dir()
     if not root:
@@ -690,11 +705,7 @@ def main_real(args) -> int:
     path = os.path.join(args.out, "real_results.json")
     with open(path, "w") as f:
         json.dump(doc, f, indent=1)
-    log("\n" + rc.markdown(results))
-    for m, card in doc["scorecard"].items():
-        for key in ("beats_copy_last", "beats_flow", "motion_ok", "sharpness_ok", "stable",
-                    "no_collapse"):  # fmt: skip
-            log(f"{m}: {key} on {sum(c[key] for c in card.values())}/{len(card)} clips")
+    rc.report(results, log)
     log(f"elapsed {doc['meta']['elapsed_s']:.0f}s; results in {path}")
     return 0
 

@@ -332,6 +332,62 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
+def means_markdown(results: dict) -> str:
+    """One row per method: the mean over the clips of each clip's mean over seeds, and the
+    seeds stable for 100 frames out of all."""
+    methods = list(dict.fromkeys(m for r in results.values() for m in r))
+    lines = [
+        "| method | clips | SSIM mean 1-10 | PSNR mean 1-10 | sharpness | motion | stable 100 |",
+        "|" + "---|" * 7,
+    ]
+    for m in methods:
+        aggs = [aggregate(r[m]) for r in results.values() if m in r]
+
+        def mean(key, aggs=aggs):
+            vals = [a[key][0] for a in aggs if a[key][0] is not None]
+            return float(np.mean(vals)) if vals else None
+
+        stable = "–"
+        if all("stable" in a for a in aggs):
+            stable = f"{sum(a['stable'] for a in aggs)}/{sum(a['seeds'] for a in aggs)}"
+        lines.append(
+            f"| {m} | {len(aggs)} | {_f(mean('ssim_mean'))} | {_f(mean('psnr_mean'), 2)} | "
+            f"{_f(mean('sharpness_ratio'), 2)} | {_f(mean('motion_ratio'), 2)} | {stable} |"
+        )
+    return "\n".join(lines)
+
+
+SCORE_KEYS = ("beats_copy_last", "beats_flow", "motion_ok", "sharpness_ok", "stable", "no_collapse")
+
+
+def report(results: dict, log) -> dict:
+    """Logs the per-clip table, the means and each learned method's scorecard; returns the
+    scorecards."""
+    log("\n" + markdown(results))
+    log("\n" + means_markdown(results))
+    cards = {
+        m: scorecard(results, m)
+        for m in dict.fromkeys(v for r in results.values() for v in r)
+        if m not in BASELINES
+    }
+    for m, card in cards.items():
+        for key in SCORE_KEYS:
+            log(f"{m}: {key} on {sum(c[key] for c in card.values())}/{len(card)} clips")
+    return cards
+
+
+def merge(paths: list[str], log) -> dict:
+    """The results of several runs' real_results.json in one (a later file adds methods to a
+    clip, or replaces a method it also has); logs the report."""
+    results: dict = {}
+    for p in paths:
+        with open(p) as f:
+            for clip, res in json.load(f)["results"].items():
+                results.setdefault(clip, {}).update(res)
+    report(results, log)
+    return results
+
+
 def scorecard(results: dict, method: str = "default") -> dict:
     """Per clip: does ``method`` beat copy-last and flow on mean SSIM (over seeds), with a
     motion ratio in [0.5, 1.5], a sharpness ratio in [0.8, 1.25], and every seed stable?"""

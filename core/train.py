@@ -339,13 +339,16 @@ class Trainer:
         seq = to_float(self.frames[idx])  # (B, K+U, C, H, W) in [-1, 1]
         return seq.contiguous(memory_format=torch.contiguous_format)
 
-    def _rollout(self, g: nn.Module, seq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _rollout(
+        self, g: nn.Module, seq: torch.Tensor, prior: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """G's predictions for the U frames after the context, each from the previous
-        predictions (unrolled). Returns (fake, prev): (B*U, C, H, W) each."""
+        predictions (unrolled). ``prior``: the real context's motion prior, computed once per
+        step for G's three passes. Returns (fake, prev): (B*U, C, H, W) each."""
         ctx = seq[:, : self.context]
         fakes, prevs = [], []
-        for _ in range(self.unroll):
-            pred = g(ctx)
+        for u in range(self.unroll):
+            pred = g(ctx, prior) if (prior is not None and u == 0) else g(ctx)
             fakes.append(pred)
             prevs.append(ctx[:, -1])
             ctx = torch.cat([ctx[:, 1:], pred[:, None]], 1)
@@ -383,8 +386,10 @@ class Trainer:
         for m in (self.g, self.d, self.s):
             m.train()
 
+        # the motion prior of the real context (None without it): once for G's three passes
+        prior = self.g.motion_prior(seq[:, : self.context]) if self.mcfg.uses_prior else None
         with torch.no_grad(), self.rt.autocast():
-            fake, fprev = self._rollout(self._g_frozen, seq)
+            fake, fprev = self._rollout(self._g_frozen, seq, prior)
         fake = fake.float()
 
         # ---- update D: real frames vs predicted frames (eq. 1) ----
@@ -417,7 +422,7 @@ class Trainer:
         self._phase("G_D", phases)
         self.d.requires_grad_(False)
         with self.rt.autocast():
-            fake, _ = self._rollout(self._g, seq)
+            fake, _ = self._rollout(self._g, seq, prior)
             (f,) = self._aug(fake, gen=agen)
             loss_gd = g_loss_fn(self._d_frozen(f))
             l1 = F.l1_loss(fake.float(), real)
@@ -431,7 +436,7 @@ class Trainer:
         self._phase("G_S", phases)
         self.s.requires_grad_(False)
         with self.rt.autocast():
-            fake, fprev = self._rollout(self._g, seq)
+            fake, fprev = self._rollout(self._g, seq, prior)
             fn, fp = self._aug(fake, fprev, gen=agen)
             loss_gs = g_loss_fn(self._s_frozen(fn - fp, fp))
             l1_s = F.l1_loss(fake.float(), real)

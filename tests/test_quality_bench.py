@@ -123,6 +123,17 @@ def test_real_clips_save_rescore_and_crops(tmp_path):
     assert "default_resample" in b and b["default"]["0"]["train"]["steps"] == 3
     assert "default_nopalette" in b  # the ablation row of keeping pixel art on its palette
     assert (tmp_path / "s" / "scroll_crops.png").exists()
+    # --merge: one report from both runs; the later file adds its methods to the clip
+    merged = tmp_path / "m"
+    assert quality.main(["--real", "--out", str(merged), "--merge",
+                         f"{tmp_path / 'a' / 'real_results.json'},"
+                         f"{tmp_path / 'b' / 'real_results.json'}"]) == 0  # fmt: skip
+    m = json.loads((merged / "real_results.json").read_text())
+    assert set(m["results"]["scroll"]) == {"copy_last", "default", "default_resample",
+                                           "default_nopalette"}  # fmt: skip
+    assert m["scorecard"]["default"]["scroll"]["beats_copy_last"] == (
+        a["default"]["0"]["ssim_mean"] > a["copy_last"]["-"]["ssim_mean"]
+    )
 
 
 def test_crop_box_finds_the_moving_detail():
