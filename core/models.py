@@ -86,7 +86,7 @@ class ModelConfig:
             "network sees and corrects through a learned gate. Opt-in: on small camera shots "
             "it continues the motion (SSIM +0.04 to +0.07, motion 0.4x -> 0.5x real), but it "
             "carries walk cycles and cloth on in a straight line and cost the 1280x720 shot "
-            "0.05 (docs/QUALITY.md)"
+            "0.04 (docs/QUALITY.md)"
         },
     )
 
