@@ -612,14 +612,13 @@ def main_real(args) -> int:
 
     if args.merge:  # one report from several runs (e.g. the clips split between processes)
         log = lambda s: print(s, flush=True)
-        results = rc.merge(args.merge, log)
+        results = rc.merge(args.merge)
+        cards = rc.report(results, log)
         os.makedirs(args.out, exist_ok=True)
         path = os.path.join(args.out, "real_results.json")
         with open(path, "w") as f:
-            json.dump({"meta": {"merged": args.merge}, "results": results,
-                       "scorecard": {m: rc.scorecard(results, m) for m in
-                                     dict.fromkeys(v for r in results.values() for v in r)
-                                     if m not in rc.BASELINES}}, f, indent=1)  # fmt: skip
+            json.dump({"meta": {"merged": args.merge}, "results": results, "scorecard": cards},
+                      f, indent=1)  # fmt: skip
         log(f"results in {path}")
         return 0
 
@@ -675,6 +674,7 @@ def main_real(args) -> int:
                                          ks=(1, 2, 3, 4, 5, 6, 8, 10))  # fmt: skip
             crop_sheet(name, sheet, os.path.join(args.sheets, f"{name}_crops.png"),
                        last=r.get("last"))  # fmt: skip
+    cards = rc.report(results, log)
     doc = {
         "meta": {
             "clips": root,
@@ -694,18 +694,13 @@ def main_real(args) -> int:
             },
         },  # fmt: skip
         "results": results,
-        "scorecard": {
-            m: rc.scorecard(results, m)
-            for m in dict.fromkeys(v for r in results.values() for v in r)
-            if m not in rc.BASELINES
-        },
+        "scorecard": cards,
         "contact_sheets": sheets,
     }
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "real_results.json")
     with open(path, "w") as f:
         json.dump(doc, f, indent=1)
-    rc.report(results, log)
     log(f"elapsed {doc['meta']['elapsed_s']:.0f}s; results in {path}")
     return 0
 

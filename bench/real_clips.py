@@ -376,15 +376,14 @@ def report(results: dict, log) -> dict:
     return cards
 
 
-def merge(paths: list[str], log) -> dict:
+def merge(paths: list[str]) -> dict:
     """The results of several runs' real_results.json in one (a later file adds methods to a
-    clip, or replaces a method it also has); logs the report."""
+    clip, or replaces a method it also has)."""
     results: dict = {}
     for p in paths:
         with open(p) as f:
             for clip, res in json.load(f)["results"].items():
                 results.setdefault(clip, {}).update(res)
-    report(results, log)
     return results
 
 

@@ -349,9 +349,11 @@ class UNetGenerator(nn.Module):
         context's ``motion_prior`` when the caller has it already (the trainer's G updates
         share one context), else computed here."""
         k, c = self.context, self.channels
-        if self.prior and prior is None:
+        if not self.prior:
+            prior = None
+        elif prior is None:
             prior = self.motion_prior(ctx)
-        h = self._features(ctx, prior if self.prior else None).float()
+        h = self._features(ctx, prior).float()
         b, _, hh, ww = h.shape
         flow = h[:, : 2 * k].reshape(b, k, 2, hh, ww)
         if self.prior:
@@ -419,10 +421,10 @@ def estimate_flow(
     ``iters`` Gauss-Newton steps solve the 2x2 normal equations summed over a (2 radius + 1)^2
     window and over the channels (colour and alpha edges both count); ``eps`` regularises
     flat regions toward no motion, each step moves at most a pixel of its level. On the real
-    clips at 128x72 it agrees with OpenCV's Farnebaeck flow (regression slope 0.8-1.0 on the
-    camera shots) and warping I_t by it predicts I_t+1 better than copying I_t on 7 of 8 of
-    them. Float32, any device, no learned weights; about 20 ms for 8 frames of 128x72 on a
-    2-core CPU."""
+    clips at 128x72 it agreed with OpenCV's Farnebaeck flow (regression slope 0.8-1.0 on the
+    camera shots) and warping I_t by it predicted I_t+1 better than copying I_t on 7 of 8 of
+    them (a one-off check, docs/QUALITY.md; the tests check known shifts). Float32, any
+    device, no learned weights; about 20 ms for 8 frames of 128x72 on a 2-core CPU."""
     dev = src.device.type  # float32 under autocast; the meta device (estimates) has none
     off = torch.autocast(dev, enabled=False) if dev in AUTOCAST_DEVICES else nullcontext()
     with off:
