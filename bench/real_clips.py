@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from core.data import Clip, Letterbox, list_frames, load_clip, load_full_size, to_float
 from core.device import pick_device
 from core.generate import FullSizePredictor, load_generator
+from core.loops import HISTORY, find_loop, loop_index
 from core.train import Trainer
 
 TEST_FRAMES = 10
@@ -192,7 +193,7 @@ def train_on(paths: list[str], preset: str, overrides: dict, seed: int, device: 
 def run_clip(folder: str, methods: dict, seeds: list[int], device: str, precision: str, log,
              rollouts: dict | None = None, save_dir: str | None = None,
              rescore: str | None = None, resample: bool = False,
-             no_palette: bool = False) -> dict:  # fmt: skip
+             no_palette: bool = False, no_loop: bool = False) -> dict:  # fmt: skip
     """All methods on one clip folder. ``methods``: name -> (preset, overrides) for learned
     ones; baselines by name with None. ``save_dir``: keep each trained model there
     (``<clip>_<method>_s<seed>.safetensors`` and its training info as ``.json``);
@@ -200,7 +201,10 @@ def run_clip(folder: str, methods: dict, seeds: list[int], device: str, precisio
     every learned model with its generated frames warped again at each step (``<method>
     _resample``: FullSizePredictor(track=False), the ablation of following the detail).
     ``no_palette``: also judge it with pixel art not kept to its palette (``<method>
-    _nopalette``: FullSizePredictor(palette=False)). Returns {method: {seed: result}}."""
+    _nopalette``: FullSizePredictor(palette=False)). Where the training frames end on a loop
+    (core.loops.find_loop, as ``extend`` looks for one), a learned method continues the loop
+    as ``extend`` does; ``no_loop`` also judges the model itself there (``<method>_noloop``).
+    Returns {method: {seed: result}}."""
     name = os.path.basename(folder.rstrip("/"))
     paths = list_frames(folder)
     n = len(paths)
@@ -225,6 +229,8 @@ def run_clip(folder: str, methods: dict, seeds: list[int], device: str, precisio
             variants.append((f"{m}_resample", {"track": False}))
         if no_palette:
             variants.append((f"{m}_nopalette", {"palette": False}))
+        if no_loop:
+            variants.append((f"{m}_noloop", {"loop": False}))
         for v, _ in variants[1:]:
             out[v] = {}
         for seed in seeds:
@@ -246,7 +252,25 @@ def run_clip(folder: str, methods: dict, seeds: list[int], device: str, precisio
                         json.dump(info, f)
             box = Letterbox(full.shape[-1], full.shape[-2], mcfg.width, mcfg.height)
             k = mcfg.context
+            history = paths[max(0, n_train - HISTORY) : n_train]
+            small = load_clip(history, mcfg.width, mcfg.height, channels=mcfg.channels, exif=False)
+            period = find_loop(small.frames)
             for v, kw in variants:
+                kw = dict(kw)
+                loop = kw.pop("loop", True)
+                if loop and period is not None:  # what extend writes
+                    idx = [loop_index(n_train, period, i) for i in range(STABILITY_FRAMES)]
+                    long = full[idx]
+                    res = score(long[:TEST_FRAMES], real, full[n_train - 1], long, full)
+                    res["train"], res["loop"] = info, period
+                    out[v][str(seed)] = res
+                    if rollouts is not None and seed == seeds[0]:
+                        rollouts.setdefault(name, {})[v] = long[:TEST_FRAMES]
+                    log(f"  {name:<26} {v:<14} seed {seed} {_short(res)}  (continues its "
+                        f"{period}-frame loop)")  # fmt: skip
+                    continue
+                if not loop and period is None:
+                    continue  # no loop: the same as the method's own row
                 pred = FullSizePredictor(g, mcfg, box, rt, **kw)
                 long = pred.rollout(full[n_train - k : n_train], STABILITY_FRAMES).cpu()
                 res = score(long[:TEST_FRAMES], real, full[n_train - 1], long, full)
@@ -256,6 +280,7 @@ def run_clip(folder: str, methods: dict, seeds: list[int], device: str, precisio
                     rollouts.setdefault(name, {})[v] = long[:TEST_FRAMES]
                 log(f"  {name:<26} {v:<14} seed {seed} {_short(res)}  ({info['train_s']:.0f}s, "
                     f"{info['steps']} steps, {info['recoveries']} rollbacks)")  # fmt: skip
+    out = {v: r for v, r in out.items() if r}  # a _noloop row only where there is a loop
     if rollouts is not None:
         rollouts.setdefault(name, {})["real"] = real
         rollouts[name]["last"] = full[n_train - 1]

@@ -284,6 +284,7 @@ def cmd_train(args) -> int:
 def cmd_extend(args) -> int:
     from .data import IMAGE_EXTS
     from .generate import extend
+    from .loops import HISTORY
 
     start = args.start
     if not os.path.isfile(start):
@@ -291,21 +292,31 @@ def cmd_extend(args) -> int:
     folder = os.path.dirname(os.path.abspath(start))
     siblings = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTS))
     name = os.path.basename(start)
-    # Context for models that see earlier frames: --from's folder, in name order, up to --from.
+    # Context for models that see earlier frames, and for finding a loop: --from's folder, in
+    # name order, up to --from.
     context = (
         [os.path.join(folder, f) for f in siblings[: siblings.index(name) + 1]]
         if name in siblings
         else [start]
     )
+
+    def said_loop(period: int) -> None:
+        print(
+            f"the frames up to {name} repeat a {period}-frame cycle: continuing it "
+            "(--no-loop generates with the model instead)"
+        )
+
     paths = extend(
         args.checkpoint,
-        context[-8:],
+        context[-HISTORY:],
         args.count,
         args.out,
         prefix=args.prefix,
         start_number=args.start_number,
         size=args.size,
         device=args.device,
+        loop=not args.no_loop,
+        on_loop=said_loop,
     )
     print(f"wrote {len(paths)} frames to {args.out}")
     return EXIT_OK
@@ -350,12 +361,14 @@ def cmd_worker(args) -> int:
             )
         else:
             ext = dict(job.extend)
-            unknown = set(ext) - {"count", "out_dir", "prefix", "start_number", "size", "device"}
+            known = {"count", "out_dir", "prefix", "start_number", "size", "device", "loop"}
+            unknown = set(ext) - known
             if unknown or "out_dir" not in ext:
                 raise JobError(
                     "The extend settings need 'out_dir' and take only count, out_dir, "
-                    "prefix, start_number, size and device."
+                    "prefix, start_number, size, device and loop."
                 )
+            loops = []
             from .device import pick_device
 
             rt = pick_device(ext.get("device", "auto"))
@@ -372,6 +385,8 @@ def cmd_worker(args) -> int:
                 should_stop=stop,
                 runtime=rt,
                 exif=job.orientation == "exif",
+                loop=bool(ext.get("loop", True)),
+                on_loop=loops.append,
             )
             emit(
                 "done",
@@ -380,6 +395,7 @@ def cmd_worker(args) -> int:
                 checkpoint=job.checkpoint,
                 frames=paths,
                 step=None,
+                loop=loops[0] if loops else None,
             )
         return EXIT_OK
     except USER_ERRORS as exc:
@@ -541,6 +557,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--prefix", default="frame_", help="file name prefix (default: frame_)")
     e.add_argument("--start-number", type=int, default=1, help="first file number (default: 1)")
     e.add_argument("--device", default="auto", help="auto, cuda, mps or cpu (default: auto)")
+    e.add_argument(
+        "--no-loop",
+        action="store_true",
+        help="generate with the model even where the frames up to --from repeat a cycle "
+        "(by default a cycle is continued as it is)",
+    )
     e.set_defaults(func=cmd_extend)
 
     w = sub.add_parser("worker", help="run a job file and print JSON events (for the add-on)")

@@ -11,8 +11,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .checkpoint import atomic_write_bytes, load_checkpoint
-from .data import Letterbox, load_clip, load_full_size, tensor_to_image, to_float
+from .data import FrameError, Letterbox, load_clip, load_full_size, tensor_to_image, to_float
 from .device import Runtime, pick_device
+from .loops import HISTORY, find_loop, loop_index
 from .models import ModelConfig, Motion, build_models, compose, warp
 
 FLAT_RATIO = 0.05  # a frame with under this x the context's detail (spatial std) is "flat"
@@ -294,10 +295,15 @@ def extend(
     should_stop: Callable[[], bool] | None = None,
     runtime: Runtime | None = None,
     exif: bool = True,
+    loop: bool = True,
+    on_loop: Callable[[int], None] | None = None,
 ) -> list[str]:
-    """Generate ``count`` frames after ``frames`` (context; the last is the start frame) and
-    write ``<out_dir>/<prefix><number:04d>.png``. ``size``: 'source' scales back to the start
-    frame's size, 'train' keeps the training resolution. Returns the written paths (fewer than
+    """Generate ``count`` frames after ``frames`` (the last is the start frame; the model sees
+    the last few, a loop is looked for in up to ``core.loops.HISTORY``) and write
+    ``<out_dir>/<prefix><number:04d>.png``. ``size``: 'source' scales back to the start
+    frame's size, 'train' keeps the training resolution. ``loop``: where the frames end on a
+    repeating cycle (``core.loops.find_loop``), continue the cycle instead of generating;
+    ``on_loop(period)`` is told when that happens. Returns the written paths (fewer than
     ``count`` when ``should_stop`` said stop; every returned file is complete)."""
     if count < 1:
         raise ValueError("The number of frames to generate must be at least 1.")
@@ -320,6 +326,21 @@ def extend(
     rt = runtime or pick_device(device)
     g, mcfg, _ = load_generator(checkpoint, rt)
     ctx_paths = frames[-mcfg.context :]
+    history = frames[-HISTORY:]
+    period = None
+    if loop and len(history) > 1:
+        try:
+            small = load_clip(history, mcfg.width, mcfg.height, channels=mcfg.channels, exif=exif)
+            period = find_loop(small.frames)
+        except FrameError:  # e.g. older frames of another size: no loop; the context decides
+            period = None
+    if period is not None:
+        if on_loop:
+            on_loop(period)
+        return _write_loop(
+            history, period, count, out_dir, prefix, start_number, size, mcfg, exif,
+            on_frame, should_stop,
+        )  # fmt: skip
     if size == "source":  # generated at the source's size (FullSizePredictor)
         full = load_full_size(ctx_paths, mcfg.channels, exif)  # each file read once
         box = Letterbox(full.shape[-1], full.shape[-2], mcfg.width, mcfg.height)
@@ -345,6 +366,30 @@ def extend(
                 check_not_flat(frame, ctx, checkpoint)
             ctx = torch.cat([ctx[1:], frame[None].to(ctx.device)])
         img = tensor_to_image(frame)
+        path = os.path.join(out_dir, f"{prefix}{start_number + i:04d}.png")
+        atomic_write_bytes(path, png_bytes(img))
+        paths.append(path)
+        if on_frame:
+            on_frame(i, count, path)
+    return paths
+
+
+def _write_loop(history, period, count, out_dir, prefix, start_number, size, mcfg, exif,
+                on_frame, should_stop) -> list[str]:  # fmt: skip
+    """``extend`` on frames that loop: frame i is the history's frame ``loop_index``, read from
+    its own file (at the source's size, or at the training size)."""
+    os.makedirs(out_dir, exist_ok=True)
+    paths = []
+    for i in range(count):
+        if should_stop and should_stop():
+            break
+        src = history[loop_index(len(history), period, i)]
+        if size == "source":
+            frame = load_full_size([src], mcfg.channels, exif)[0]
+        else:
+            frame = load_clip([src], mcfg.width, mcfg.height, channels=mcfg.channels, exif=exif)
+            frame = frame.frames[0]
+        img = tensor_to_image(to_float(frame))
         path = os.path.join(out_dir, f"{prefix}{start_number + i:04d}.png")
         atomic_write_bytes(path, png_bytes(img))
         paths.append(path)

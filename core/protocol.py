@@ -9,13 +9,16 @@ Job file (``python -m core worker --job job.json``)::
       "version": 1,
       "kind": "train" | "extend",
       "frames": ["/abs/frame_0001.png", ...],   # train: the clip in order;
-                                                 # extend: context frames, the LAST one is the start
+                                                 # extend: the frames up to the start frame,
+                                                 # the LAST one is it (the model reads the last
+                                                 # few, a loop is looked for in up to 96)
       "checkpoint": "/abs/model.safetensors",    # train: written here; extend: read from here
       "resume": false,                           # train: continue from `checkpoint` if it exists
       "train": {"preset": "default", "steps": 500, "width": 128, "height": 72,
                 "device": "auto", "seed": 0, ...},   # any ModelConfig/TrainConfig field
       "extend": {"count": 16, "out_dir": "/abs/out", "prefix": "frame_",
-                 "start_number": 1, "size": "source" | "train", "device": "auto"},
+                 "start_number": 1, "size": "source" | "train", "device": "auto",
+                 "loop": true},                  # false: generate even where frames loop
       "orientation": "exif" | "stored",          # optional: "exif" (default) turns JPEGs
                                                  # upright by their EXIF tag; "stored" reads
                                                  # pixels as stored, as Blender shows them
@@ -35,7 +38,8 @@ Events, one JSON object per line on stdout, each with an ``"event"`` key:
     sample      {"step", "path"}                 a preview PNG of a fixed-seed rollout
     checkpoint  {"step", "path"}                 a complete checkpoint is on disk
     frame       {"index", "total", "path"}       extend: one generated frame is on disk
-    done        {"kind", "cancelled", "checkpoint", "frames", "step"}
+    done        {"kind", "cancelled", "checkpoint", "frames", "step"}; extend also "loop": the
+                 period of the cycle it continued instead of generating (core/loops.py), or null
     error       {"message", "code": "bad_input" | "out_of_memory" | "io" |
                  "missing_dependency" | "internal", "hint"}
     log         {"message"}                      e.g. an automatic retry at a smaller batch, a

@@ -22,7 +22,7 @@ import sys
 import time
 
 import bpy
-from bpy.props import EnumProperty, FloatProperty, IntProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 
 from . import checkpoints, decode, interrupted, paths, preferences, strips, worker_client
 from .properties import DEVICE_ITEMS, PRESET_ITEMS, START_ITEMS
@@ -697,6 +697,13 @@ class FSGAN_OT_extend_animation(_JobOperator, bpy.types.Operator):
         items=DEVICE_ITEMS,
         options={"SKIP_SAVE"},
     )
+    continue_loops: BoolProperty(
+        name="Continue Loops",
+        description="Where the frames before the start repeat a cycle, continue it with the "
+        "strip's own frames (default: the panel's value)",
+        default=True,
+        options={"SKIP_SAVE"},
+    )
 
     @classmethod
     def poll(cls, context):
@@ -734,10 +741,18 @@ class FSGAN_OT_extend_animation(_JobOperator, bpy.types.Operator):
             raise ValueError(
                 f"{exc} Make room above the strip '{strip.name}', or extend fewer frames."
             ) from None
-        frames = strips.context_frame_paths(strip, start, scene.frame_current)
+        loops = self._value(s, "continue_loops")
+        history = strips.LOOP_HISTORY if loops else strips.CONTEXT_FRAMES
+        frames = strips.context_frame_paths(strip, start, scene.frame_current, history)
         missing = strips.missing_files(frames)
         if missing:
-            raise ValueError(f"The start frame file {missing[-1]} is missing.")
+            gap = max(frames.index(p) for p in missing)
+            if gap >= len(frames) - strips.CONTEXT_FRAMES:
+                raise ValueError(
+                    f"The frame file {missing[-1]} is missing; Extend reads the "
+                    f"{strips.CONTEXT_FRAMES} frames up to the start frame."
+                )
+            frames = frames[gap + 1 :]  # the older frames only help to find a loop
         out_dir = paths.output_dir(s, strip.name)
         try:
             os.makedirs(out_dir, exist_ok=True)
@@ -763,6 +778,7 @@ class FSGAN_OT_extend_animation(_JobOperator, bpy.types.Operator):
             "start_number": paths.next_free_number(out_dir, prefix),
             "size": "source",
             "device": self._value(s, "device"),
+            "loop": bool(loops),
         }
         job = worker_client.make_job(
             "extend",
@@ -828,6 +844,11 @@ class FSGAN_OT_extend_animation(_JobOperator, bpy.types.Operator):
             f"Added strip '{new.name}': {len(frames)} frames at frame {strips.left_handle(new)}, "
             f"channel {new.channel}."
         )
+        if done.get("loop"):
+            message += (
+                f" The frames before it repeat a {done['loop']}-frame cycle, so the new ones "
+                "continue it (turn off Continue Loops to generate them with the model)."
+            )
         last = strips.right_handle(new) - 1
         if scene.fsgan.fit_scene_range and last > scene.frame_end:
             scene.frame_end = last

@@ -243,6 +243,7 @@ class FSGAN_PT_extend(_SidebarPanel, bpy.types.Panel):
         col = layout.column()
         col.prop(s, "count")
         col.prop(s, "start")
+        col.prop(s, "continue_loops")
         col.prop(s, "fit_scene_range")
         col.prop(s, "output_dir")
         row = layout.row()

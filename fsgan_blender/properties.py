@@ -124,6 +124,12 @@ class FSGAN_PG_settings(bpy.types.PropertyGroup):
         items=START_ITEMS,
         default="END",
     )
+    continue_loops: BoolProperty(
+        name="Continue Loops",
+        description="When the frames before the start frame repeat a cycle (a walk or run "
+        "cycle), continue the cycle with the strip's own frames instead of generating new ones",
+        default=True,
+    )
     fit_scene_range: BoolProperty(
         name="Lengthen Scene",
         description="When the new strip ends after the scene's end frame, move the end frame "

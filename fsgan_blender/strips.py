@@ -37,6 +37,7 @@ from . import decode, look, paths
 MIN_TRAIN_FRAMES = 3
 MAX_CHANNEL = 128
 CONTEXT_FRAMES = 8  # frames handed to an extend job; the last one is the start frame
+LOOP_HISTORY = 96  # ... when it looks for a loop to continue (core.loops.HISTORY)
 USABLE_TYPES = ("IMAGE", "MOVIE")
 
 
@@ -281,9 +282,9 @@ def index_at_frame(strip, scene_frame: int) -> int | None:
     return min(max(index, 0), content_length(strip) - 1)
 
 
-def context_indices(strip, start: str, scene_frame: int) -> list[int]:
-    """The content frames an extend job starts from (the last one is the start frame), without
-    reading any file; ValueError when there are none.
+def context_indices(strip, start: str, scene_frame: int, count: int = CONTEXT_FRAMES) -> list[int]:
+    """The up to ``count`` content frames an extend job starts from (the last one is the start
+    frame), without reading any file; ValueError when there are none.
 
     ``start`` is "END" (last visible frame) or "PLAYHEAD" (frame under the playhead).
     """
@@ -298,12 +299,14 @@ def context_indices(strip, start: str, scene_frame: int) -> list[int]:
                 f"(frames {left_handle(strip)}-{right_handle(strip) - 1})."
             )
         indices = [i for i in indices if i <= index]
-    return indices[-CONTEXT_FRAMES:]
+    return indices[-count:]
 
 
-def context_frame_paths(strip, start: str, scene_frame: int) -> list[str]:
+def context_frame_paths(
+    strip, start: str, scene_frame: int, count: int = CONTEXT_FRAMES
+) -> list[str]:
     """The files of ``context_indices`` that the worker reads (decoded first if need be)."""
-    indices = context_indices(strip, start, scene_frame)
+    indices = context_indices(strip, start, scene_frame, count)
     if decode.needs_decode(strip):  # full size: generated frames match the source's
         return decode.decoded_frame_paths(strip, indices)
     directory = strip_directory(strip)

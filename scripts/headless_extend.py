@@ -53,6 +53,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--start", choices=("end", "playhead"), default="end", help="continue from (default: end)"
     )
     p.add_argument("--frame", type=int, help="playhead frame for --start playhead")
+    p.add_argument(
+        "--no-loop",
+        action="store_true",
+        help="generate with the model even where the strip repeats a cycle (default: the "
+        "cycle is continued)",
+    )
     p.add_argument("--output-dir", help="folder for generated frames (a subfolder per strip)")
     p.add_argument("--model-dir", help="folder for new checkpoints")
     p.add_argument("--save-as", help="save to this .blend instead of overwriting the opened one")
@@ -168,6 +174,8 @@ def main(args: argparse.Namespace) -> int:
                     )
                     return 130
             extend_kw = {"device": args.device} if args.device else {}
+            if args.no_loop:
+                extend_kw["continue_loops"] = False
             ret = bpy.ops.fsgan.extend_animation(
                 count=args.count, start=args.start.upper(), **extend_kw
             )

@@ -103,19 +103,24 @@ def test_no_held_out_frame_repeats_a_training_frame(profile):
 
 
 def test_real_clips_save_rescore_and_crops(tmp_path):
-    """--real on a folder of one clip: trains, keeps the model, judges it again with
-    --rescore (same numbers: the model, not a new training), with --resample and --no-palette,
-    and writes the 100 % crop sheet around the part of the frame that moves."""
+    """--real on a folder of two clips: trains, keeps the models, judges them again with
+    --rescore (same numbers: the model, not a new training), with --resample, --no-palette
+    and --no-loop, and writes the 100 % crop sheet around the part of the frame that moves.
+    The second clip loops: `default` continues its cycle as extend does, `default_noloop` is
+    the model."""
     from core.procedural import make_clip, write_frames
 
+    from .core.test_loops import _cycle
+
     write_frames(make_clip("scrolling_background", 32, 96, 48), str(tmp_path / "clips" / "scroll"))
+    write_frames(_cycle(7, 30, 48, 64), str(tmp_path / "clips" / "cycle"))
     common = ["--real", "--clips", str(tmp_path / "clips"), "--seeds", "0", "--steps", "3",
               "--methods", "copy_last,default", "--device", "cpu", "--threads", "1"]  # fmt: skip
     models = tmp_path / "models"
     assert quality.main(common + ["--out", str(tmp_path / "a"), "--save-models", str(models)]) == 0
     assert (models / "scroll_default_s0.safetensors").exists()
     assert quality.main(common + ["--out", str(tmp_path / "b"), "--rescore", str(models),
-                                  "--resample", "--no-palette", "--sheets",
+                                  "--resample", "--no-palette", "--no-loop", "--sheets",
                                   str(tmp_path / "s")]) == 0  # fmt: skip
     a = json.loads((tmp_path / "a" / "real_results.json").read_text())["results"]["scroll"]
     b = json.loads((tmp_path / "b" / "real_results.json").read_text())["results"]["scroll"]
@@ -123,6 +128,12 @@ def test_real_clips_save_rescore_and_crops(tmp_path):
     assert "default_resample" in b and b["default"]["0"]["train"]["steps"] == 3
     assert "default_nopalette" in b  # the ablation row of keeping pixel art on its palette
     assert (tmp_path / "s" / "scroll_crops.png").exists()
+    assert "default_noloop" not in b  # the scroll has no loop: no row for it
+    cyc = json.loads((tmp_path / "b" / "real_results.json").read_text())["results"]["cycle"]
+    assert cyc["default"]["0"]["loop"] == 7 and cyc["default"]["0"]["ssim_mean"] > 0.999, cyc
+    assert cyc["default"]["0"]["stability"]["stable"] is True
+    assert "loop" not in cyc["default_noloop"]["0"]
+    assert cyc["default_noloop"]["0"]["ssim_mean"] < 0.99  # 3 steps of training: not the cycle
     # --merge: one report from both runs; the later file adds its methods to the clip
     merged = tmp_path / "m"
     assert quality.main(["--real", "--out", str(merged), "--merge",

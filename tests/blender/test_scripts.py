@@ -35,10 +35,11 @@ def test_headless_extend_script(blender, frames16, tmp_path):
 
     out = tmp_path / "out"
     proc = run_script([script, "--blend", blend, "--strip", "shot 01/../x", "--count", "4",
-                       "--steps", "3", *TINY, "--output-dir", out,
+                       "--steps", "3", *TINY, "--output-dir", out, "--no-loop",
                        "--model-dir", tmp_path / "models"], tmp_path)  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "FrameSequenceGAN: train step 3/3" in proc.stdout
+    assert "cycle" not in proc.stdout  # --no-loop reaches the operator (and this is no loop)
     assert "saved " + str(blend) in proc.stdout
 
     strips = blender(sys.executable, "bl_inspect.py", "--blend", blend).stage("inspect")["strips"]

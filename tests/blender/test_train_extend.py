@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import struct
 
+import numpy as np
 import pytest
 
 from .conftest import bpy_params
@@ -23,10 +24,15 @@ def overlaps(a: dict, b: dict) -> bool:
 
 @pytest.mark.parametrize("python", bpy_params())
 def test_install_train_extend_undo_reopen(python, blender, built_zip, frames16, tmp_path):
+    from core.procedural import write_frames
+
+    from ..core.test_loops import _cycle
+
     work = tmp_path / "work"
     work.mkdir()
+    write_frames(np.ascontiguousarray(_cycle(7, 21, 32, 48)[..., :3]), str(tmp_path / "cycle"))
     run = blender(python, "bl_train_extend.py", "--zip", built_zip, "--frames", frames16,
-                  "--work", work)  # fmt: skip
+                  "--work", work, "--looped", tmp_path / "cycle")  # fmt: skip
 
     # Deprecated RNA properties (Blender 5.2+) read by the add-on's code are errors in these
     # runs (conftest checks the list is empty); the probe shows the check bites where it should.
@@ -137,3 +143,24 @@ def test_install_train_extend_undo_reopen(python, blender, built_zip, frames16, 
         "frames after it do not play until the meta is extended to frame 418 (not done here: "
         "'blocked_next' is in the way on channel 10)."
     ) in run.output
+
+    # A strip that repeats a 7-frame cycle: Continue Loops (on by default) repeats it, pixel
+    # for pixel, and says so; off, the model generates (its frames are not the cycle's).
+    from PIL import Image
+
+    def pixels(path):
+        return np.asarray(Image.open(path).convert("RGB"))
+
+    loop = run.stage("loop")
+    assert loop["looped"] == {"ret": ["FINISHED"], "error": None}, loop
+    assert len(loop["looped_files"]) == 9
+    for i, path in enumerate(loop["looped_files"]):
+        assert np.array_equal(
+            pixels(path), pixels(tmp_path / "cycle" / f"frame_{15 + i % 7:04d}.png")
+        ), i
+    assert "repeat a 7-frame cycle, so the new ones continue it" in run.output
+    assert loop["model"] == {"ret": ["FINISHED"], "error": None}, loop
+    assert len(loop["model_files"]) == 2
+    assert not np.array_equal(
+        pixels(loop["model_files"][0]), pixels(tmp_path / "cycle" / "frame_0015.png")
+    )

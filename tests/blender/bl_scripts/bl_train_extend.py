@@ -15,6 +15,7 @@ import _bl_common as bl  # noqa: E402
 def main():
     p = bl.parser()
     p.add_argument("--steps", type=int, default=4)
+    p.add_argument("--looped", help="folder of frame_0001.png ... that repeat a 7-frame cycle")
     args = p.parse_args(sys.argv[sys.argv.index("--") + 1 :] if "--" in sys.argv else sys.argv[1:])
     addon = bl.load_addon(args)
     scene = bpy.context.scene
@@ -145,11 +146,36 @@ def main():
     )
 
     meta_stage(addon, scene, model, args)
+    loop_stage(addon, scene, model, args)
     # The deprecation watcher works: an old name read from the add-on's code raises where this
     # Blender deprecates it (5.2+).
     bl.result(
         stage="deprecation_probe", **bl.deprecation_probe(addon.strips, bl.top_strips()["walk"])
     )
+
+
+def loop_stage(addon, scene, model, args):
+    """Extend a strip that repeats a cycle: with Continue Loops (the default) the new strip
+    repeats it; with it off, the model generates."""
+
+    def extend_from(strip, **kw):
+        for s in addon.strips.all_strips(scene.sequence_editor):
+            s.select = False
+        strip.select = True
+        scene.sequence_editor.active_strip = strip
+        op = bl.call_op(bpy.ops.fsgan.extend_animation, device="cpu", **kw)
+        new = scene.sequence_editor.active_strip
+        folder = bpy.path.abspath(new.directory)
+        return op, [os.path.join(folder, e.filename) for e in new.elements]
+
+    cycle = bl.add_image_strip("cycle", args.looped, 21, channel=20, frame_start=600)
+    addon.strips.set_checkpoint(cycle, model)
+    looped, looped_files = extend_from(cycle, count=9)
+    scene.fsgan.continue_loops = False
+    model_op, model_files = extend_from(cycle, count=2)
+    scene.fsgan.continue_loops = True
+    bl.result(stage="loop", looped=looped, looped_files=looped_files, model=model_op,
+              model_files=model_files)  # fmt: skip
 
 
 def make_meta(addon, name, frames, channel, start, count=16):
