@@ -214,6 +214,7 @@ def run_clip(folder: str, methods: dict, seeds: list[int], device: str, precisio
     real = full[n_train:]
     rt = pick_device(device, precision)
     out: dict = {}
+    periods: dict = {}  # (width, height, channels) -> the loop's period or None
     for m, spec in methods.items():
         out[m] = {}
         if spec is None:
@@ -252,9 +253,12 @@ def run_clip(folder: str, methods: dict, seeds: list[int], device: str, precisio
                         json.dump(info, f)
             box = Letterbox(full.shape[-1], full.shape[-2], mcfg.width, mcfg.height)
             k = mcfg.context
-            history = paths[max(0, n_train - HISTORY) : n_train]
-            small = load_clip(history, mcfg.width, mcfg.height, channels=mcfg.channels, exif=False)
-            period = find_loop(small.frames)
+            size = (mcfg.width, mcfg.height, mcfg.channels)
+            if size not in periods:  # as extend looks for a loop; read once per training size
+                history = paths[max(0, n_train - HISTORY) : n_train]
+                small = load_clip(history, *size[:2], channels=size[2], exif=False)
+                periods[size] = find_loop(small.frames)
+            period = periods[size]
             for v, kw in variants:
                 kw = dict(kw)
                 loop = kw.pop("loop", True)

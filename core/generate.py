@@ -334,62 +334,49 @@ def extend(
             period = find_loop(small.frames)
         except FrameError:  # e.g. older frames of another size: no loop; the context decides
             period = None
-    if period is not None:
+    if period is not None:  # the cycle again, each frame read from its own file
         if on_loop:
             on_loop(period)
-        return _write_loop(
-            history, period, count, out_dir, prefix, start_number, size, mcfg, exif,
-            on_frame, should_stop,
-        )  # fmt: skip
-    if size == "source":  # generated at the source's size (FullSizePredictor)
+
+        def next_frame(i: int) -> torch.Tensor:
+            src = history[loop_index(len(history), period, i)]
+            if size == "source":
+                return to_float(load_full_size([src], mcfg.channels, exif)[0])
+            small = load_clip([src], mcfg.width, mcfg.height, channels=mcfg.channels, exif=exif)
+            return to_float(small.frames[0])
+
+    elif size == "source":  # generated at the source's size (FullSizePredictor)
         full = load_full_size(ctx_paths, mcfg.channels, exif)  # each file read once
         box = Letterbox(full.shape[-1], full.shape[-2], mcfg.width, mcfg.height)
         predictor = FullSizePredictor(g, mcfg, box, rt)
         ctx = context_tensor(full, mcfg.context).to(rt.device)[None]  # (1, K, C, H, W)
+
+        def next_frame(i: int) -> torch.Tensor:
+            nonlocal ctx
+            frame = predictor.step(ctx)  # (1, C, H, W)
+            if i == 0:
+                check_not_flat(frame[0], ctx[0], checkpoint)
+            ctx = torch.cat([ctx[:, 1:], frame[:, None]], 1)
+            return frame[0]
+
     else:
         clip = load_clip(ctx_paths, mcfg.width, mcfg.height, channels=mcfg.channels, exif=exif)
         ctx = context_tensor(clip.frames, mcfg.context)  # (K, C, H, W)
+
+        def next_frame(i: int) -> torch.Tensor:
+            nonlocal ctx
+            frame = rollout(g, ctx, 1, rt)[0]  # (C, H, W)
+            if i == 0:
+                check_not_flat(frame, ctx, checkpoint)
+            ctx = torch.cat([ctx[1:], frame[None].to(ctx.device)])
+            return frame
+
     os.makedirs(out_dir, exist_ok=True)
     paths = []
     for i in range(count):  # one frame at a time: each is on disk before the next, cancellable
         if should_stop and should_stop():
             break
-        if size == "source":
-            frame = predictor.step(ctx)  # (1, C, H, W)
-            if i == 0:
-                check_not_flat(frame[0], ctx[0], checkpoint)
-            ctx = torch.cat([ctx[:, 1:], frame[:, None]], 1)
-            frame = frame[0]
-        else:
-            frame = rollout(g, ctx, 1, rt)[0]  # (C, H, W)
-            if i == 0:
-                check_not_flat(frame, ctx, checkpoint)
-            ctx = torch.cat([ctx[1:], frame[None].to(ctx.device)])
-        img = tensor_to_image(frame)
-        path = os.path.join(out_dir, f"{prefix}{start_number + i:04d}.png")
-        atomic_write_bytes(path, png_bytes(img))
-        paths.append(path)
-        if on_frame:
-            on_frame(i, count, path)
-    return paths
-
-
-def _write_loop(history, period, count, out_dir, prefix, start_number, size, mcfg, exif,
-                on_frame, should_stop) -> list[str]:  # fmt: skip
-    """``extend`` on frames that loop: frame i is the history's frame ``loop_index``, read from
-    its own file (at the source's size, or at the training size)."""
-    os.makedirs(out_dir, exist_ok=True)
-    paths = []
-    for i in range(count):
-        if should_stop and should_stop():
-            break
-        src = history[loop_index(len(history), period, i)]
-        if size == "source":
-            frame = load_full_size([src], mcfg.channels, exif)[0]
-        else:
-            frame = load_clip([src], mcfg.width, mcfg.height, channels=mcfg.channels, exif=exif)
-            frame = frame.frames[0]
-        img = tensor_to_image(to_float(frame))
+        img = tensor_to_image(next_frame(i))
         path = os.path.join(out_dir, f"{prefix}{start_number + i:04d}.png")
         atomic_write_bytes(path, png_bytes(img))
         paths.append(path)
