@@ -524,6 +524,9 @@ def parse_args(argv):
     p.add_argument("--no-palette", action="store_true",
                    help="with --real: also judge each learned model with pixel art not kept "
                    "to its palette (<method>_nopalette)")  # fmt: skip
+    p.add_argument("--no-mip", action="store_true",
+                   help="with --real: also judge each learned model with the last real frame "
+                   "sampled unfiltered where the followed field shrinks it (<method>_nomip)")  # fmt: skip
     p.add_argument("--no-loop", action="store_true",
                    help="with --real: also judge each learned model itself where a clip ends on "
                    "a loop that extend continues instead (<method>_noloop)")  # fmt: skip
@@ -668,7 +671,7 @@ def main_real(args) -> int:
         name = os.path.basename(folder)
         results[name] = rc.run_clip(folder, methods, seeds, args.device, args.precision, log, rolls,
                                     args.save_models, args.rescore, args.resample,
-                                    args.no_palette, args.no_loop)  # fmt: skip
+                                    args.no_palette, args.no_loop, args.no_mip)  # fmt: skip
         if args.sheets:
             r = rolls[name]
             sheet = {"real": r["real"],

@@ -193,7 +193,8 @@ def train_on(paths: list[str], preset: str, overrides: dict, seed: int, device: 
 def run_clip(folder: str, methods: dict, seeds: list[int], device: str, precision: str, log,
              rollouts: dict | None = None, save_dir: str | None = None,
              rescore: str | None = None, resample: bool = False,
-             no_palette: bool = False, no_loop: bool = False) -> dict:  # fmt: skip
+             no_palette: bool = False, no_loop: bool = False,
+             no_mip: bool = False) -> dict:  # fmt: skip
     """All methods on one clip folder. ``methods``: name -> (preset, overrides) for learned
     ones; baselines by name with None. ``save_dir``: keep each trained model there
     (``<clip>_<method>_s<seed>.safetensors`` and its training info as ``.json``);
@@ -201,7 +202,9 @@ def run_clip(folder: str, methods: dict, seeds: list[int], device: str, precisio
     every learned model with its generated frames warped again at each step (``<method>
     _resample``: FullSizePredictor(track=False), the ablation of following the detail).
     ``no_palette``: also judge it with pixel art not kept to its palette (``<method>
-    _nopalette``: FullSizePredictor(palette=False)). Where the training frames end on a loop
+    _nopalette``: FullSizePredictor(palette=False)). ``no_mip``: also judge it with the last
+    real frame sampled unfiltered where the followed field shrinks it (``<method>_nomip``:
+    FullSizePredictor(mip=False)). Where the training frames end on a loop
     (core.loops.find_loop, as ``extend`` looks for one), a learned method continues the loop
     as ``extend`` does; ``no_loop`` also judges the model itself there (``<method>_noloop``).
     Returns {method: {seed: result}}."""
@@ -230,6 +233,8 @@ def run_clip(folder: str, methods: dict, seeds: list[int], device: str, precisio
             variants.append((f"{m}_resample", {"track": False}))
         if no_palette:
             variants.append((f"{m}_nopalette", {"palette": False}))
+        if no_mip:
+            variants.append((f"{m}_nomip", {"mip": False}))
         if no_loop:
             variants.append((f"{m}_noloop", {"loop": False}))
         for v, _ in variants[1:]:

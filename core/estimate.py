@@ -75,6 +75,9 @@ def estimate_generation_memory(mcfg: ModelConfig, src_w: int, src_h: int) -> dic
     k, c = mcfg.context, mcfg.channels
     # context, flow + weight, warped, out, grid, and the followed fields + the last real frame
     per_pixel = k * c + k * 3 + k * c + 4 * c + 2 * k + 2 * (k + 1) + c
+    # filtering where that field shrinks the frame: its gradients, the level, a filtered copy
+    # of the last real frame and its sample
+    per_pixel += 4 + 2 + 2 * c
     # pixel art: looking for a palette sorts a copy of the context; snapping to it copies the
     # output twice and measures distances to at most 256 colours, 65,536 pixels at a time
     per_pixel += 2 * k * c + 2 * c

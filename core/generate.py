@@ -82,7 +82,9 @@ class FullSizePredictor:
     begins on its first call, and when given a context it did not produce). ``smooth`` keeps
     the chained field as smooth as the model's own flows (left at full size, it folds where
     the content folds and turns a cloth simulation into noise). Measured against
-    ``track=False`` (warping each generated frame again) in docs/QUALITY.md.
+    ``track=False`` (warping each generated frame again) in docs/QUALITY.md. ``mip``: where the
+    followed field shrinks the real frame, sample it filtered (``_sample_anchor``), as a
+    texture is, instead of aliasing its detail into creases.
 
     **Pixel art keeps its palette** (``palette=True``, the default): when the real context has
     at most 256 colours (``find_palette``), every generated pixel takes the nearest of them, so
@@ -99,9 +101,11 @@ class FullSizePredictor:
         track: bool = True,
         smooth: bool = True,
         palette: bool = True,
+        mip: bool = True,
     ):
         self.g, self.mcfg, self.box, self.rt = g, mcfg, box, runtime
         self.track, self.smooth = track, smooth
+        self.mip = mip  # filter where the followed field shrinks the anchor (_sample_anchor)
         self.palette = palette  # pixel art keeps its palette (find_palette, snap_to_palette)
         self._colours: torch.Tensor | None = None  # (P, C) the context's palette, or None
         self._anchor: torch.Tensor | None = None  # the last real frame (B, C, H, W)
@@ -203,8 +207,37 @@ class FullSizePredictor:
             disp = F.interpolate(
                 F.interpolate(disp, size=(h, w), mode="area"), size=disp.shape[-2:], mode="bilinear"
             )
-        moved = moved + known * warp(self._anchor, disp, "bicubic")
+        moved = moved + known * self._sample_anchor(disp)
         return moved, disp
+
+    def _sample_anchor(self, disp: torch.Tensor) -> torch.Tensor:
+        """The last real frame sampled at p + disp(p), filtered where the field shrinks it.
+
+        Where a chained field packs an area of the anchor into fewer output pixels (its
+        Jacobian determinant above 1), point-sampling it aliases: the cloth flag came out with
+        1.5x the real frames' fine detail, in creases and crawling texture. As a texture unit
+        does (mip-mapping), such pixels are sampled from the anchor averaged over 2x2 and 4x4
+        blocks, blended by log2 of the linear shrink factor; elsewhere it is a plain bicubic
+        sample, so what does not shrink keeps all its detail (docs/QUALITY.md, ``_nomip``)."""
+        out = warp(self._anchor, disp, "bicubic")
+        if not self.mip:
+            return out
+        dx = torch.gradient(disp, dim=(-1,))[0]
+        dy = torch.gradient(disp, dim=(-2,))[0]
+        det = ((1 + dx[:, 0]) * (1 + dy[:, 1]) - dy[:, 0] * dx[:, 1]).abs()[:, None]
+        level = (0.5 * torch.log2(det.clamp_min(1e-6))).clamp(0.0, float(MIP_LEVELS))
+        if float(level.max()) <= 0.0:
+            return out
+        hh, ww = self._anchor.shape[-2:]
+        for lv in range(1, MIP_LEVELS + 1):
+            f = 2**lv
+            if hh < 2 * f or ww < 2 * f:
+                break
+            blur = F.avg_pool2d(self._anchor, f, ceil_mode=True)
+            blur = F.interpolate(blur, size=(hh, ww), mode="bilinear")
+            share = (level - (lv - 1)).clamp(0.0, 1.0)
+            out = out + share * (warp(blur, disp, "bilinear") - out)
+        return out
 
     @property
     def box_hw(self) -> tuple[int, int]:
@@ -222,6 +255,7 @@ class FullSizePredictor:
         return torch.stack(out)
 
 
+MIP_LEVELS = 2  # the anchor averaged over 2x2 and 4x4 pixels where a field shrinks it
 MAX_PALETTE = 256  # colours; pixel art and flat-shaded sprites use far fewer
 
 

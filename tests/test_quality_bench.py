@@ -104,8 +104,8 @@ def test_no_held_out_frame_repeats_a_training_frame(profile):
 
 def test_real_clips_save_rescore_and_crops(tmp_path):
     """--real on a folder of two clips: trains, keeps the models, judges them again with
-    --rescore (same numbers: the model, not a new training), with --resample, --no-palette
-    and --no-loop, and writes the 100 % crop sheet around the part of the frame that moves.
+    --rescore (same numbers: the model, not a new training), with --resample, --no-palette,
+    --no-mip and --no-loop, and writes the 100 % crop sheet around the part of the frame that moves.
     The second clip loops: `default` continues its cycle as extend does, `default_noloop` is
     the model."""
     from core.procedural import make_clip, write_frames
@@ -120,13 +120,14 @@ def test_real_clips_save_rescore_and_crops(tmp_path):
     assert quality.main(common + ["--out", str(tmp_path / "a"), "--save-models", str(models)]) == 0
     assert (models / "scroll_default_s0.safetensors").exists()
     assert quality.main(common + ["--out", str(tmp_path / "b"), "--rescore", str(models),
-                                  "--resample", "--no-palette", "--no-loop", "--sheets",
+                                  "--resample", "--no-palette", "--no-loop", "--no-mip", "--sheets",
                                   str(tmp_path / "s")]) == 0  # fmt: skip
     a = json.loads((tmp_path / "a" / "real_results.json").read_text())["results"]["scroll"]
     b = json.loads((tmp_path / "b" / "real_results.json").read_text())["results"]["scroll"]
     assert b["default"]["0"]["ssim_mean"] == pytest.approx(a["default"]["0"]["ssim_mean"], abs=1e-6)
     assert "default_resample" in b and b["default"]["0"]["train"]["steps"] == 3
     assert "default_nopalette" in b  # the ablation row of keeping pixel art on its palette
+    assert "default_nomip" in b and "loop" not in b["default_nomip"]["0"]
     assert (tmp_path / "s" / "scroll_crops.png").exists()
     assert "default_noloop" not in b  # the scroll has no loop: no row for it
     cyc = json.loads((tmp_path / "b" / "real_results.json").read_text())["results"]["cycle"]
@@ -141,7 +142,7 @@ def test_real_clips_save_rescore_and_crops(tmp_path):
                          f"{tmp_path / 'b' / 'real_results.json'}"]) == 0  # fmt: skip
     m = json.loads((merged / "real_results.json").read_text())
     assert set(m["results"]["scroll"]) == {"copy_last", "default", "default_resample",
-                                           "default_nopalette"}  # fmt: skip
+                                           "default_nopalette", "default_nomip"}  # fmt: skip
     assert m["scorecard"]["default"]["scroll"]["beats_copy_last"] == (
         a["default"]["0"]["ssim_mean"] > a["copy_last"]["-"]["ssim_mean"]
     )

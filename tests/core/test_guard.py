@@ -261,3 +261,29 @@ def test_extending_1080p_costs_a_fraction_of_training_at_1080p():
     pred = FullSizePredictor(g.eval(), mcfg, Letterbox(1920, 1080, 64, 36), _cpu())
     out = pred.step(torch.zeros(1, 2, 3, 1080, 1920))
     assert out.shape == (1, 3, 1080, 1920)
+
+
+def test_a_shrinking_field_samples_the_frame_filtered():
+    """Where the followed field packs 2x2 pixels of the last real frame into one, a point
+    sample aliases: a one-pixel checkerboard comes out one solid colour. Filtered (``mip``) it
+    is the checkerboard's mean grey; where the field only moves the frame it is untouched."""
+    from core.data import Letterbox
+
+    mcfg = ModelConfig(width=32, height=32, width_mult=0.125, context=2)
+    g, _, _ = build_models(mcfg)
+    ys, xs = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    checker = ((xs + ys) % 2) * 2 - 1  # +-1, period 2 pixels
+    ctx = checker.expand(1, 2, 3, 64, 64).clone()
+    box = Letterbox(64, 64, 32, 32)
+    shrink = torch.stack([xs, ys])[None] * 1.0  # out(p) = frame(2p) for the upper-left quarter
+    shift = torch.full((1, 2, 64, 64), 3.0)  # out(p) = frame(p + 3): no shrinking
+    outs = {}
+    for mip in (False, True):
+        pred = FullSizePredictor(g, mcfg, box, _cpu(), mip=mip)
+        pred.begin(ctx)
+        outs[mip] = (pred._sample_anchor(shrink), pred._sample_anchor(shift))
+    aliased = float(outs[False][0][..., 4:28, 4:28].mean())
+    filtered = float(outs[True][0][..., 4:28, 4:28].abs().mean())
+    assert abs(aliased) > 0.95, aliased  # every sample hits the same colour
+    assert filtered < 0.1, filtered
+    assert torch.equal(outs[True][1], outs[False][1])
