@@ -14,6 +14,7 @@ import os
 import torch
 import torch.nn as nn
 
+from .generate import MIP_LEVELS
 from .models import ModelConfig, build_models
 
 GB = 2**30
@@ -75,9 +76,9 @@ def estimate_generation_memory(mcfg: ModelConfig, src_w: int, src_h: int) -> dic
     k, c = mcfg.context, mcfg.channels
     # context, flow + weight, warped, out, grid, and the followed fields + the last real frame
     per_pixel = k * c + k * 3 + k * c + 4 * c + 2 * k + 2 * (k + 1) + c
-    # filtering where that field shrinks the frame: its gradients, the level, a filtered copy
-    # of the last real frame and its sample
-    per_pixel += 4 + 2 + 2 * c
+    # filtering where that field shrinks the frame: its gradients, the level, the last real
+    # frame's filtered copies (kept for the continuation) and a sample
+    per_pixel += 4 + 2 + MIP_LEVELS * c + c
     # pixel art: looking for a palette sorts a copy of the context; snapping to it copies the
     # output twice and measures distances to at most 256 colours, 65,536 pixels at a time
     per_pixel += 2 * k * c + 2 * c

@@ -109,6 +109,7 @@ class FullSizePredictor:
         self.palette = palette  # pixel art keeps its palette (find_palette, snap_to_palette)
         self._colours: torch.Tensor | None = None  # (P, C) the context's palette, or None
         self._anchor: torch.Tensor | None = None  # the last real frame (B, C, H, W)
+        self._mips: list[torch.Tensor] | None = None  # its filtered copies, made when first needed
         self._disp: list[torch.Tensor | None] = []  # per context slot: field into the anchor
         self._last: torch.Tensor | None = None  # the context's last frame step() expects next
 
@@ -133,6 +134,7 @@ class FullSizePredictor:
         """Start a continuation of the (B, K, C, H, W) real context frames."""
         b, k, _, hh, ww = full_ctx.shape
         self._anchor = full_ctx[:, -1].float()
+        self._mips = None
         zero = torch.zeros(b, 2, hh, ww, device=full_ctx.device)
         self._disp = [None] * (k - 1) + [zero]
         self._last = full_ctx[:, -1]  # step() on this context continues from here
@@ -228,16 +230,24 @@ class FullSizePredictor:
         level = (0.5 * torch.log2(det.clamp_min(1e-6))).clamp(0.0, float(MIP_LEVELS))
         if float(level.max()) <= 0.0:
             return out
-        hh, ww = self._anchor.shape[-2:]
-        for lv in range(1, MIP_LEVELS + 1):
-            f = 2**lv
-            if hh < 2 * f or ww < 2 * f:
-                break
-            blur = F.avg_pool2d(self._anchor, f, ceil_mode=True)
-            blur = F.interpolate(blur, size=(hh, ww), mode="bilinear")
+        for lv, blur in enumerate(self._filtered(), 1):
             share = (level - (lv - 1)).clamp(0.0, 1.0)
             out = out + share * (warp(blur, disp, "bilinear") - out)
         return out
+
+    def _filtered(self) -> list[torch.Tensor]:
+        """The anchor averaged over 2x2, 4x4, ... blocks, at its own size; made once per
+        continuation (the anchor does not change within one), only when a field shrinks it."""
+        if self._mips is None:
+            hh, ww = self._anchor.shape[-2:]
+            self._mips = []
+            for lv in range(1, MIP_LEVELS + 1):
+                f = 2**lv
+                if hh < 2 * f or ww < 2 * f:
+                    break
+                blur = F.avg_pool2d(self._anchor, f, ceil_mode=True)
+                self._mips.append(F.interpolate(blur, size=(hh, ww), mode="bilinear"))
+        return self._mips
 
     @property
     def box_hw(self) -> tuple[int, int]:

@@ -282,6 +282,12 @@ def test_a_shrinking_field_samples_the_frame_filtered():
         pred = FullSizePredictor(g, mcfg, box, _cpu(), mip=mip)
         pred.begin(ctx)
         outs[mip] = (pred._sample_anchor(shrink), pred._sample_anchor(shift))
+        if mip:  # the filtered copies are made once per continuation, for its own anchor
+            kept = pred._filtered()
+            assert kept is pred._filtered() and len(kept) == 2
+            pred.begin(-ctx)
+            assert pred._mips is None
+            assert torch.equal(pred._filtered()[0], -kept[0])
     aliased = float(outs[False][0][..., 4:28, 4:28].mean())
     filtered = float(outs[True][0][..., 4:28, 4:28].abs().mean())
     assert abs(aliased) > 0.95, aliased  # every sample hits the same colour
