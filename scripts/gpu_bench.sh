@@ -63,6 +63,14 @@ if [ -n "${CLIPS:-}" ]; then
     wait
     echo "   quality done after ${SECONDS}s total"
     tail -n 30 "$OUT_DIR"/quality*.log
+    # Issue 14: does the paper preset (its recipe as the paper gives it, full width) learn?
+    # 1-step SSIM against steps on the flower shot, as on the CPU in docs/QUALITY.md.
+    echo "== curve_paper (limit 150s)"
+    timeout 150 "$PY" bench/learning_curve.py --clip "$CLIPS/camera_flower_handheld" \
+        --preset paper --minutes 2 --device cuda --out "$OUT_DIR/curve_paper_flower.json" \
+        > "$OUT_DIR/curve_paper.log" 2>&1
+    echo "   exit $? after ${SECONDS}s total"
+    tail -n 25 "$OUT_DIR/curve_paper.log"
 fi
 # Whether torch.compile pays (compile time included in the limit, not in the timings).
 run 200 speed_compiled bench speed --full --configs paper:256x144:1 --batches 8 \

@@ -159,3 +159,25 @@ def test_crop_box_finds_the_moving_detail():
     assert side == 48
     assert top < 110 and top + side > 80 and left < 180 and left + side > 140, (top, left)
     assert not (top < 40 and left < 100)  # not the empty upper left
+
+
+def test_stability_allows_a_clips_own_colour_changes_and_catches_drift_and_fading():
+    """The 100-frame bounds of bench/real_clips.py: a continuation whose mean colour stays
+    within the range the real frames span passes even far from the clip's mean colour (a
+    scrolling clip changes colour itself); one that leaves that range by more than
+    DRIFT_BOUND, or fades to grey, fails."""
+    from bench import real_clips as rc
+
+    gen = torch.Generator().manual_seed(0)
+    tex = torch.rand(3, 24, 48, generator=gen) - 0.5  # texture in [-0.5, 0.5]
+    ramp = torch.linspace(-0.4, 0.4, 40)  # the clip brightens by 0.4 in [0, 1] units
+    clip = torch.stack([tex.roll(i, -1) + ramp[i] for i in range(40)]).clamp(-1.0, 1.0)
+    roll = torch.stack([clip[30 + i % 10] for i in range(100)])  # stays at the bright end
+    ok = rc.stability(roll, clip)
+    assert ok["stable"], ok
+    assert ok["color_drift_max"] > rc.DRIFT_BOUND  # far from the clip's mean colour, yet real
+    assert ok["color_outside_range_max"] == pytest.approx(0.0, abs=1e-6)
+    drifted = rc.stability((roll + 0.3).clamp(-1.0, 1.0), clip)  # 0.15 past the brightest
+    assert not drifted["stable"] and drifted["color_outside_range_max"] > rc.DRIFT_BOUND
+    faded = rc.stability(roll * 0.1 + ramp[35], clip)
+    assert not faded["stable"] and faded["std_ratio_min"] < rc.STD_FLOOR
