@@ -13,7 +13,11 @@ bars), all channels in [0, 1]:
   (each from the real previous frames); ``ssim_train``: the same over the training transitions
   (whether it fits what it sees);
 - ``std_ratio``: the predictions' spatial std / the real frames' (a flat colour scores ~0);
-- copy-last's SSIM on the same transitions, for scale.
+- copy-last's SSIM on the same transitions, for scale;
+- ``ssim_heldout_batch_stats`` (models with BatchNorm: the paper preset): the held-out SSIM
+  with BatchNorm normalising by the held-out frames' own statistics instead of its running
+  ones (dropout still off). Keras' default momentum, which the paper preset keeps, makes the
+  running statistics trail the weights; a large gap says generation suffers from that lag.
 
 The generator sampled is the one ``extend`` would use (the EMA copy where the preset keeps
 one), in eval mode. The recipe is the preset's own (``TrainConfig.resolved``): no guard, no
@@ -62,6 +66,17 @@ def one_step(g, frames: torch.Tensor, k: int, targets: range, inner) -> dict:
     was = g.training
     g.eval()
     pred = g(ctx).float().clamp(-1.0, 1.0)
+    bns = [m for m in g.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    batch_pred = None
+    if bns:  # the same, with BatchNorm on these frames' own statistics (running ones untouched)
+        saved = [(m.momentum, m.num_batches_tracked.clone()) for m in bns]
+        for m in bns:
+            m.train()
+            m.momentum = 0.0
+        batch_pred = g(ctx).float().clamp(-1.0, 1.0)
+        for m, (mom, count) in zip(bns, saved):
+            m.momentum = mom
+            m.num_batches_tracked.copy_(count)
     g.train(was)
     real = frames[list(targets)]
     crop = lambda x: (x[..., top : top + h, left : left + w] + 1.0) / 2.0  # noqa: E731
@@ -71,6 +86,7 @@ def one_step(g, frames: torch.Tensor, k: int, targets: range, inner) -> dict:
         "ssim": float(ssim(p, r).mean()),
         "copy_last": float(ssim(last, r).mean()),
         "std_ratio": std,
+        "ssim_batch_stats": None if batch_pred is None else float(ssim(crop(batch_pred), r).mean()),
     }
 
 
@@ -102,10 +118,14 @@ def run(args) -> dict:
                 "step": step, "seconds": round(time.perf_counter() - t0, 1),
                 "ssim_heldout": h["ssim"], "ssim_train": s["ssim"], "std_ratio": h["std_ratio"],
                 "copy_last_heldout": h["copy_last"], "copy_last_train": s["copy_last"],
+                "ssim_heldout_batch_stats": h["ssim_batch_stats"],
             })  # fmt: skip
             print(f"step {step:6d} {points[-1]['seconds']:7.0f}s  1-step SSIM held-out "
                   f"{h['ssim']:.3f} (copy-last {h['copy_last']:.3f})  train {s['ssim']:.3f} "
-                  f"(copy-last {s['copy_last']:.3f})  std {h['std_ratio']:.2f}", flush=True)  # fmt: skip
+                  f"(copy-last {s['copy_last']:.3f})  std {h['std_ratio']:.2f}"
+                  + ("" if h["ssim_batch_stats"] is None else
+                     f"  held-out with batch BN statistics {h['ssim_batch_stats']:.3f}"),
+                  flush=True)  # fmt: skip
             if time.perf_counter() >= deadline or step >= args.steps:
                 break
         out = tr.step()

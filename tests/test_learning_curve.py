@@ -38,6 +38,7 @@ def test_curve_of_a_tiny_paper_model_and_its_chart(tmp_path):
     assert doc["train_config"]["guard"] == "off" and doc["train_config"]["l1_weight"] == 0.0
     for p in doc["points"]:
         assert 0.0 <= p["copy_last_heldout"] <= 1.0 and -1.0 <= p["ssim_heldout"] <= 1.0
+        assert -1.0 <= p["ssim_heldout_batch_stats"] <= 1.0  # the paper preset has BatchNorm
     first, last = doc["points"][0], doc["points"][-1]
     assert first["ssim_heldout"] != last["ssim_heldout"]  # it trained between the two
     text = chart.read_text()
@@ -46,3 +47,18 @@ def test_curve_of_a_tiny_paper_model_and_its_chart(tmp_path):
     again = tmp_path / "again.svg"
     assert learning_curve.main(["--plot", f"{out},{out}", "--svg", str(again)]) == 0
     assert again.read_text().count("<polyline") == 6
+
+
+def test_judging_with_batch_statistics_leaves_the_running_ones_alone():
+    from core.models import ModelConfig, build_models
+
+    g, _, _ = build_models(ModelConfig(preset="paper", width=32, height=24, width_mult=0.125))
+    bn = next(m for m in g.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    bn.running_mean.fill_(0.5)  # far from any batch's statistics
+    before = {k: v.clone() for k, v in g.state_dict().items()}
+    frames = torch.rand(6, 3, 24, 32) * 2 - 1
+    res = learning_curve.one_step(g, frames, 1, range(1, 6), (0, 0, 32, 24))
+    after = g.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert bn.momentum == 0.01 and g.training
+    assert res["ssim_batch_stats"] != res["ssim"]  # the two normalisations differ
