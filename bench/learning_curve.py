@@ -33,6 +33,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import replace
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -94,7 +95,7 @@ def run(args) -> dict:
     paths = list_frames(args.clip)
     n_train = len(paths) - TEST_FRAMES
     clip = load_clip(paths, args.width, args.height, exif=False)  # all frames, to judge
-    train_clip = load_clip(paths[:n_train], args.width, args.height, exif=False)
+    train_clip = replace(clip, frames=clip.frames[:n_train], paths=paths[:n_train])  # read once
     mcfg = ModelConfig(preset=args.preset, width=args.width, height=args.height,
                        channels=clip.channels, width_mult=args.width_mult)  # fmt: skip
     tcfg = TrainConfig(seed=args.seed, device=args.device, precision=args.precision,
