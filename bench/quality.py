@@ -527,6 +527,9 @@ def parse_args(argv):
     p.add_argument("--no-mip", action="store_true",
                    help="with --real: also judge each learned model with the last real frame "
                    "sampled unfiltered where the followed field shrinks it (<method>_nomip)")  # fmt: skip
+    p.add_argument("--no-cal", action="store_true",
+                   help="with --real: also judge each learned model with its flows as trained "
+                   "instead of the motion gain extend calibrates (<method>_nocal)")  # fmt: skip
     p.add_argument("--no-loop", action="store_true",
                    help="with --real: also judge each learned model itself where a clip ends on "
                    "a loop that extend continues instead (<method>_noloop)")  # fmt: skip
@@ -671,7 +674,8 @@ def main_real(args) -> int:
         name = os.path.basename(folder)
         results[name] = rc.run_clip(folder, methods, seeds, args.device, args.precision, log, rolls,
                                     args.save_models, args.rescore, args.resample,
-                                    args.no_palette, args.no_loop, args.no_mip)  # fmt: skip
+                                    args.no_palette, args.no_loop, args.no_mip,
+                                    args.no_cal)  # fmt: skip
         if args.sheets:
             r = rolls[name]
             sheet = {"real": r["real"],

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from core.data import Clip, Letterbox, list_frames, load_clip, load_full_size, to_float
 from core.device import pick_device
-from core.generate import FullSizePredictor, load_generator
+from core.generate import FullSizePredictor, calibrate_motion_gain, load_generator
 from core.loops import HISTORY, find_loop, loop_index
 from core.train import Trainer
 
@@ -200,7 +200,7 @@ def run_clip(folder: str, methods: dict, seeds: list[int], device: str, precisio
              rollouts: dict | None = None, save_dir: str | None = None,
              rescore: str | None = None, resample: bool = False,
              no_palette: bool = False, no_loop: bool = False,
-             no_mip: bool = False) -> dict:  # fmt: skip
+             no_mip: bool = False, no_cal: bool = False) -> dict:  # fmt: skip
     """All methods on one clip folder. ``methods``: name -> (preset, overrides) for learned
     ones; baselines by name with None. ``save_dir``: keep each trained model there
     (``<clip>_<method>_s<seed>.safetensors`` and its training info as ``.json``);
@@ -210,9 +210,12 @@ def run_clip(folder: str, methods: dict, seeds: list[int], device: str, precisio
     ``no_palette``: also judge it with pixel art not kept to its palette (``<method>
     _nopalette``: FullSizePredictor(palette=False)). ``no_mip``: also judge it with the last
     real frame sampled unfiltered where the followed field shrinks it (``<method>_nomip``:
-    FullSizePredictor(mip=False)). Where the training frames end on a loop
-    (core.loops.find_loop, as ``extend`` looks for one), a learned method continues the loop
-    as ``extend`` does; ``no_loop`` also judges the model itself there (``<method>_noloop``).
+    FullSizePredictor(mip=False)). Every model's motion gain is calibrated on the training
+    frames' end, as ``extend`` does (core.generate.calibrate_motion_gain); ``no_cal`` also
+    judges it with the model's own flows (``<method>_nocal``: gain 1). Where the training
+    frames end on a loop (core.loops.find_loop, as ``extend`` looks for one), a learned method
+    continues the loop as ``extend`` does; ``no_loop`` also judges the model itself there
+    (``<method>_noloop``).
     Returns {method: {seed: result}}."""
     name = os.path.basename(folder.rstrip("/"))
     paths = list_frames(folder)
@@ -243,6 +246,8 @@ def run_clip(folder: str, methods: dict, seeds: list[int], device: str, precisio
             variants.append((f"{m}_nomip", {"mip": False}))
         if no_loop:
             variants.append((f"{m}_noloop", {"loop": False}))
+        if no_cal:
+            variants.append((f"{m}_nocal", {"gain": 1.0}))
         for v, _ in variants[1:]:
             out[v] = {}
         for seed in seeds:
@@ -270,6 +275,8 @@ def run_clip(folder: str, methods: dict, seeds: list[int], device: str, precisio
                 small = load_clip(history, *size[:2], channels=size[2], exif=False)
                 periods[size] = find_loop(small.frames)
             period = periods[size]
+            # the motion gain extend would use: calibrated on the frames before the split
+            gain, _ = calibrate_motion_gain(g, mcfg, full[:n_train], rt)
             for v, kw in variants:
                 kw = dict(kw)
                 loop = kw.pop("loop", True)
@@ -286,15 +293,17 @@ def run_clip(folder: str, methods: dict, seeds: list[int], device: str, precisio
                     continue
                 if not loop and period is None:
                     continue  # no loop: the same as the method's own row
+                kw.setdefault("gain", gain)
                 pred = FullSizePredictor(g, mcfg, box, rt, **kw)
                 long = pred.rollout(full[n_train - k : n_train], STABILITY_FRAMES).cpu()
                 res = score(long[:TEST_FRAMES], real, full[n_train - 1], long, full)
-                res["train"] = info
+                res["train"], res["motion_gain"] = info, kw["gain"]
                 out[v][str(seed)] = res
                 if rollouts is not None and seed == seeds[0]:
                     rollouts.setdefault(name, {})[v] = long[:TEST_FRAMES]
                 log(f"  {name:<26} {v:<14} seed {seed} {_short(res)}  ({info['train_s']:.0f}s, "
-                    f"{info['steps']} steps, {info['recoveries']} rollbacks)")  # fmt: skip
+                    f"{info['steps']} steps, {info['recoveries']} rollbacks, motion gain "
+                    f"{kw['gain']:g})")  # fmt: skip
     out = {v: r for v, r in out.items() if r}  # a _noloop row only where there is a loop
     if rollouts is not None:
         rollouts.setdefault(name, {})["real"] = real

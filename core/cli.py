@@ -306,6 +306,10 @@ def cmd_extend(args) -> int:
             "(--no-loop generates with the model instead)"
         )
 
+    def said_gain(gain: float) -> None:
+        if args.motion_gain is None:
+            print(f"motion gain {gain:g} (calibrated on the frames up to {name})")
+
     paths = extend(
         args.checkpoint,
         context[-HISTORY:],
@@ -317,9 +321,20 @@ def cmd_extend(args) -> int:
         device=args.device,
         loop=not args.no_loop,
         on_loop=said_loop,
+        motion_gain=args.motion_gain,
+        on_gain=said_gain,
     )
     print(f"wrote {len(paths)} frames to {args.out}")
     return EXIT_OK
+
+
+def _gain_setting(value) -> float | None:
+    """A job's ``motion_gain``: None (or absent) calibrates it, else a number."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise JobError(f"The extend setting motion_gain must be a number or null, not {value!r}.")
+    return float(value)
 
 
 def cmd_worker(args) -> int:
@@ -361,14 +376,17 @@ def cmd_worker(args) -> int:
             )
         else:
             ext = dict(job.extend)
-            known = {"count", "out_dir", "prefix", "start_number", "size", "device", "loop"}
+            known = {
+                "count", "out_dir", "prefix", "start_number", "size", "device", "loop",
+                "motion_gain",
+            }  # fmt: skip
             unknown = set(ext) - known
             if unknown or "out_dir" not in ext:
                 raise JobError(
                     "The extend settings need 'out_dir' and take only count, out_dir, "
-                    "prefix, start_number, size, device and loop."
+                    "prefix, start_number, size, device, loop and motion_gain."
                 )
-            loops = []
+            loops, gains = [], []
             from .device import pick_device
 
             rt = pick_device(ext.get("device", "auto"))
@@ -387,6 +405,8 @@ def cmd_worker(args) -> int:
                 exif=job.orientation == "exif",
                 loop=bool(ext.get("loop", True)),
                 on_loop=loops.append,
+                motion_gain=_gain_setting(ext.get("motion_gain")),
+                on_gain=gains.append,
             )
             emit(
                 "done",
@@ -396,6 +416,7 @@ def cmd_worker(args) -> int:
                 frames=paths,
                 step=None,
                 loop=loops[0] if loops else None,
+                motion_gain=gains[0] if gains else None,
             )
         return EXIT_OK
     except USER_ERRORS as exc:
@@ -562,6 +583,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="generate with the model even where the frames up to --from repeat a cycle "
         "(by default a cycle is continued as it is)",
+    )
+    e.add_argument(
+        "--motion-gain",
+        type=float,
+        default=None,
+        metavar="G",
+        help="multiply the model's motion by G for frames at the source's size (1 = as "
+        "trained); by default G is calibrated on the frames up to --from (the gain whose "
+        "continuation of the last 6 of them matches them best)",
     )
     e.set_defaults(func=cmd_extend)
 

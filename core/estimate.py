@@ -14,7 +14,7 @@ import os
 import torch
 import torch.nn as nn
 
-from .generate import MIP_LEVELS
+from .generate import CALIBRATION_FRAMES, MIP_LEVELS
 from .models import ModelConfig, build_models
 
 GB = 2**30
@@ -67,8 +67,9 @@ def estimate_generation_memory(mcfg: ModelConfig, src_w: int, src_h: int) -> dic
     forward pass at the training size, and the full-size tensors of one step (the context, the
     scaled-up flows and blend weights, the warped frames, the output, the displacement fields
     it follows into the last real frame, pixel art's palette; core/generate.py
-    FullSizePredictor). The network never runs at the full size, so a 1080p strip costs a few
-    hundred MB, not the gigabytes of training at 1080p."""
+    FullSizePredictor; calibrating the motion gain before it needs less). The network never
+    runs at the full size, so a 1080p strip costs a few hundred MB, not the gigabytes of
+    training at 1080p."""
     g, _, _ = build_models(mcfg)
     ctx = torch.zeros(1, mcfg.context, mcfg.channels, mcfg.height, mcfg.width)
     weights_b = 4 * sum(p.numel() for p in g.parameters())
@@ -82,8 +83,11 @@ def estimate_generation_memory(mcfg: ModelConfig, src_w: int, src_h: int) -> dic
     # pixel art: looking for a palette sorts a copy of the context; snapping to it copies the
     # output twice and measures distances to at most 256 colours, 65,536 pixels at a time
     per_pixel += 2 * k * c + 2 * c
+    # calibrating the motion gain comes first and needs less: its frames as read (uint8) and
+    # as floats; it runs at a few times the training size, not at the full size
+    calibrate = 1.25 * (k + CALIBRATION_FRAMES) * c
     palette_b = 4 * (1 << 16) * 256
-    full_b = 4 * per_pixel * src_w * src_h + palette_b
+    full_b = int(4 * max(per_pixel, calibrate) * src_w * src_h) + palette_b
     total = weights_b + acts_b + full_b
     return {
         "weights_bytes": weights_b,

@@ -86,6 +86,10 @@ class FullSizePredictor:
     followed field shrinks the real frame, sample it filtered (``_sample_anchor``), as a
     texture is, instead of aliasing its detail into creases.
 
+    **Motion gain** (``gain``): the model's flows are multiplied by it at every step, its own
+    training-size frame included. ``extend`` calibrates it on the strip's last frames
+    (``calibrate_motion_gain``); 1.0 is the model as trained.
+
     **Pixel art keeps its palette** (``palette=True``, the default): when the real context has
     at most 256 colours (``find_palette``), every generated pixel takes the nearest of them, so
     edges stay hard and no blended or half-transparent colour appears (a sprite otherwise
@@ -102,8 +106,10 @@ class FullSizePredictor:
         smooth: bool = True,
         palette: bool = True,
         mip: bool = True,
+        gain: float = 1.0,
     ):
         self.g, self.mcfg, self.box, self.rt = g, mcfg, box, runtime
+        self.gain = float(gain)  # the model's flows x this (calibrate_motion_gain)
         self.track, self.smooth = track, smooth
         self.mip = mip  # filter where the followed field shrinks the anchor (_sample_anchor)
         self.palette = palette  # pixel art keeps its palette (find_palette, snap_to_palette)
@@ -164,6 +170,8 @@ class FullSizePredictor:
                 self._last = self._keep_palette(up.clamp(-1.0, 1.0))
                 return self._last
             m = self.g.motion(small)
+        if self.gain != 1.0:
+            m.flow = m.flow * self.gain
         pred = compose(small.float(), m).clamp(-1.0, 1.0)  # the model's frame, training size
         _, _, w, h = self.box.inner
         flow = self._up(m.flow)  # (B, K, 2, H, W), still in training pixels
@@ -265,6 +273,85 @@ class FullSizePredictor:
         return torch.stack(out)
 
 
+MOTION_GAINS = (1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6)  # the flow gains calibration tries
+CALIBRATION_FRAMES = 6  # real frames continued per gain (with a 2-frame context: 8 frames)
+MIN_CALIBRATION_FRAMES = 3  # fewer, and the model's flows are used as they are
+CALIBRATION_PIXELS = 4  # calibrate at most at this x the training size's pixel count
+MIN_GAIN, MAX_GAIN = 0.1, 4.0  # the motion gains a user may set
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean SSIM of each pair of frames (N, C, H, W) in [0, 1] -> (N,): Wang et al. (2004),
+    an 11x11 Gaussian window (sigma 1.5), each channel on its own, valid pixels only."""
+    x = torch.arange(11, dtype=torch.float32, device=a.device) - 5.0
+    w = torch.exp(-(x**2) / (2 * 1.5**2))
+    w = w / w.sum()
+    c = a.shape[1]
+    kx, ky = w.view(1, 1, 1, 11).repeat(c, 1, 1, 1), w.view(1, 1, 11, 1).repeat(c, 1, 1, 1)
+
+    def blur(t: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(F.conv2d(t, kx, groups=c), ky, groups=c)
+
+    a, b = a.float(), b.float()
+    mu_a, mu_b = blur(a), blur(b)
+    var_a = blur(a * a) - mu_a**2
+    var_b = blur(b * b) - mu_b**2
+    cov = blur(a * b) - mu_a * mu_b
+    c1, c2 = 0.01**2, 0.03**2
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / (
+        (mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)
+    )
+    return s.flatten(1).mean(1)
+
+
+@torch.no_grad()
+def calibrate_motion_gain(
+    g: nn.Module,
+    mcfg: ModelConfig,
+    frames: torch.Tensor,
+    runtime: Runtime,
+    gains: tuple[float, ...] = MOTION_GAINS,
+    count: int = CALIBRATION_FRAMES,
+) -> tuple[float, dict[float, float]]:
+    """The flow gain with which the model best continues the strip's own last frames.
+
+    A next-frame model trained with an L1 loss hedges: where it cannot be sure how far
+    something moves, a short flow costs it less than a long wrong one. At the training size
+    its blend and residual make up for part of that, but the detail ``FullSizePredictor``
+    moves at the source's size follows the flows alone and lags: on the real clips the camera
+    shots moved at about 0.4x the real speed and a scrolling level drifted off its tiles
+    (docs/QUALITY.md, "Motion gain"). So before extending, the predictor continues the last
+    ``count`` real frames before the start from the frames before them, once per gain, and the
+    gain whose frames match the real ones best (mean SSIM; the smallest on a tie) is used for
+    the new frames. Only the strip's own frames are used, never the frames to be generated.
+
+    ``frames``: (N, C, H, W) in [-1, 1], the strip's frames up to the start frame at the
+    source's size. Calibration runs at most at ``CALIBRATION_PIXELS`` x the training size's
+    pixels (scaled down, antialiased), so it costs the same for any source: about a second on
+    a 2-core CPU. Returns (gain, {gain: mean SSIM}); (1.0, {}) when the model does not warp
+    or there are fewer than its context + ``MIN_CALIBRATION_FRAMES`` frames."""
+    k = mcfg.context
+    count = min(count, frames.shape[0] - k)
+    if not mcfg.warps or count < MIN_CALIBRATION_FRAMES:
+        return 1.0, {}
+    frames = frames[-(k + count) :].to(runtime.device).float()
+    h, w = frames.shape[-2:]
+    cap = CALIBRATION_PIXELS * mcfg.width * mcfg.height
+    if h * w > cap:
+        f = (cap / (h * w)) ** 0.5
+        size = (max(8, round(h * f)), max(8, round(w * f)))
+        frames = F.interpolate(frames, size=size, mode="bicubic", antialias=True).clamp(-1, 1)
+    box = Letterbox(frames.shape[-1], frames.shape[-2], mcfg.width, mcfg.height)
+    real = (frames[k:] + 1.0) / 2.0
+    scores: dict[float, float] = {}
+    for gain in gains:
+        pred = FullSizePredictor(g, mcfg, box, runtime, gain=gain)
+        out = pred.rollout(frames[:k], count)
+        scores[gain] = float(ssim((out + 1.0) / 2.0, real).mean())
+    best = max(scores, key=lambda gn: (scores[gn], -gn))
+    return best, scores
+
+
 MIP_LEVELS = 2  # the anchor averaged over 2x2 and 4x4 pixels where a field shrinks it
 MAX_PALETTE = 256  # colours; pixel art and flat-shaded sprites use far fewer
 
@@ -320,6 +407,29 @@ def context_tensor(frames: torch.Tensor, k: int) -> torch.Tensor:
     return to_float(frames[-k:])
 
 
+def _context_and_gain(
+    g: nn.Module,
+    mcfg: ModelConfig,
+    frames: list[str],
+    motion_gain: float | None,
+    rt: Runtime,
+    exif: bool,
+) -> tuple[torch.Tensor, float]:
+    """The context frames at the source's size (uint8, each file read once) and the motion
+    gain: ``motion_gain``, or calibrated on the frames up to the start (1.0 where they are too
+    few or older ones differ in size from the start frame)."""
+    k = mcfg.context
+    if motion_gain is not None or not mcfg.warps:
+        return load_full_size(frames[-k:], mcfg.channels, exif), motion_gain or 1.0
+    paths = frames[-(k + CALIBRATION_FRAMES) :]
+    try:
+        full = load_full_size(paths, mcfg.channels, exif)
+    except FrameError:  # e.g. older frames of another size: the model's own motion
+        return load_full_size(frames[-k:], mcfg.channels, exif), 1.0
+    gain, _ = calibrate_motion_gain(g, mcfg, to_float(full), rt)
+    return full[-k:].clone(), gain  # a copy: the older frames are not kept while generating
+
+
 def png_bytes(img) -> bytes:
     buf = io.BytesIO()
     img.save(buf, "PNG")
@@ -341,14 +451,19 @@ def extend(
     exif: bool = True,
     loop: bool = True,
     on_loop: Callable[[int], None] | None = None,
+    motion_gain: float | None = None,
+    on_gain: Callable[[float], None] | None = None,
 ) -> list[str]:
     """Generate ``count`` frames after ``frames`` (the last is the start frame; the model sees
     the last few, a loop is looked for in up to ``core.loops.HISTORY``) and write
     ``<out_dir>/<prefix><number:04d>.png``. ``size``: 'source' scales back to the start
     frame's size, 'train' keeps the training resolution. ``loop``: where the frames end on a
     repeating cycle (``core.loops.find_loop``), continue the cycle instead of generating;
-    ``on_loop(period)`` is told when that happens. Returns the written paths (fewer than
-    ``count`` when ``should_stop`` said stop; every returned file is complete)."""
+    ``on_loop(period)`` is told when that happens. ``motion_gain``: the factor on the model's
+    flows for frames at the source's size; None calibrates it on the frames before the start
+    (``calibrate_motion_gain``), and ``on_gain(gain)`` is told the one used. Returns the
+    written paths (fewer than ``count`` when ``should_stop`` said stop; every returned file is
+    complete)."""
     if count < 1:
         raise ValueError("The number of frames to generate must be at least 1.")
     if size not in ("source", "train"):
@@ -366,6 +481,11 @@ def extend(
             + (f" (and {len(taken) - 1} more)" if len(taken) > 1 else "")
             + "; choose another output folder, prefix or start number: frames are never "
             "overwritten."
+        )
+    if motion_gain is not None and not MIN_GAIN <= motion_gain <= MAX_GAIN:
+        raise ValueError(
+            f"The motion gain must be between {MIN_GAIN} and {MAX_GAIN} (1 = the model's own "
+            f"motion), not {motion_gain}."
         )
     rt = runtime or pick_device(device)
     g, mcfg, _ = load_generator(checkpoint, rt)
@@ -390,9 +510,11 @@ def extend(
             return to_float(small.frames[0])
 
     elif size == "source":  # generated at the source's size (FullSizePredictor)
-        full = load_full_size(ctx_paths, mcfg.channels, exif)  # each file read once
+        full, gain = _context_and_gain(g, mcfg, frames, motion_gain, rt, exif)
         box = Letterbox(full.shape[-1], full.shape[-2], mcfg.width, mcfg.height)
-        predictor = FullSizePredictor(g, mcfg, box, rt)
+        if on_gain and mcfg.warps:
+            on_gain(gain)
+        predictor = FullSizePredictor(g, mcfg, box, rt, gain=gain)
         ctx = context_tensor(full, mcfg.context).to(rt.device)[None]  # (1, K, C, H, W)
 
         def next_frame(i: int) -> torch.Tensor:

@@ -18,7 +18,9 @@ Job file (``python -m core worker --job job.json``)::
                 "device": "auto", "seed": 0, ...},   # any ModelConfig/TrainConfig field
       "extend": {"count": 16, "out_dir": "/abs/out", "prefix": "frame_",
                  "start_number": 1, "size": "source" | "train", "device": "auto",
-                 "loop": true},                  # false: generate even where frames loop
+                 "loop": true,                   # false: generate even where frames loop
+                 "motion_gain": null},           # null: calibrated on the frames before the
+                                                 # start; a number: the factor on the flows
       "orientation": "exif" | "stored",          # optional: "exif" (default) turns JPEGs
                                                  # upright by their EXIF tag; "stored" reads
                                                  # pixels as stored, as Blender shows them
@@ -39,7 +41,10 @@ Events, one JSON object per line on stdout, each with an ``"event"`` key:
     checkpoint  {"step", "path"}                 a complete checkpoint is on disk
     frame       {"index", "total", "path"}       extend: one generated frame is on disk
     done        {"kind", "cancelled", "checkpoint", "frames", "step"}; extend also "loop": the
-                 period of the cycle it continued instead of generating (core/loops.py), or null
+                 period of the cycle it continued instead of generating (core/loops.py), or null,
+                 and "motion_gain": the factor the model's flows were multiplied by (calibrated
+                 or as given; core/generate.py calibrate_motion_gain), or null where no model
+                 moved pixels at the source's size
     error       {"message", "code": "bad_input" | "out_of_memory" | "io" |
                  "missing_dependency" | "internal", "hint"}
     log         {"message"}                      e.g. an automatic retry at a smaller batch, a

@@ -704,6 +704,22 @@ class FSGAN_OT_extend_animation(_JobOperator, bpy.types.Operator):
         default=True,
         options={"SKIP_SAVE"},
     )
+    calibrate_motion: BoolProperty(
+        name="Calibrate Motion",
+        description="Match the new frames' motion to the strip's last frames (default: the "
+        "panel's value)",
+        default=True,
+        options={"SKIP_SAVE"},
+    )
+    motion_gain: FloatProperty(
+        name="Motion Gain",
+        description="With Calibrate Motion off: the factor on the model's motion (default: the "
+        "panel's value)",
+        default=1.0,
+        min=0.1,
+        max=4.0,
+        options={"SKIP_SAVE"},
+    )
 
     @classmethod
     def poll(cls, context):
@@ -779,6 +795,11 @@ class FSGAN_OT_extend_animation(_JobOperator, bpy.types.Operator):
             "size": "source",
             "device": self._value(s, "device"),
             "loop": bool(loops),
+            "motion_gain": (
+                None
+                if self._value(s, "calibrate_motion")
+                else round(float(self._value(s, "motion_gain")), 4)
+            ),
         }
         job = worker_client.make_job(
             "extend",
@@ -848,6 +869,11 @@ class FSGAN_OT_extend_animation(_JobOperator, bpy.types.Operator):
             message += (
                 f" The frames before it repeat a {done['loop']}-frame cycle, so the new ones "
                 "continue it (turn off Continue Loops to generate them with the model)."
+            )
+        elif done.get("motion_gain") is not None and job.job["extend"].get("motion_gain") is None:
+            message += (
+                f" Motion gain {done['motion_gain']:g}, calibrated on the strip's last frames "
+                "(turn off Calibrate Motion to set it)."
             )
         last = strips.right_handle(new) - 1
         if scene.fsgan.fit_scene_range and last > scene.frame_end:

@@ -244,6 +244,10 @@ class FSGAN_PT_extend(_SidebarPanel, bpy.types.Panel):
         col.prop(s, "count")
         col.prop(s, "start")
         col.prop(s, "continue_loops")
+        col.prop(s, "calibrate_motion")
+        sub = col.column()
+        sub.active = not s.calibrate_motion
+        sub.prop(s, "motion_gain")
         col.prop(s, "fit_scene_range")
         col.prop(s, "output_dir")
         row = layout.row()

@@ -130,6 +130,25 @@ class FSGAN_PG_settings(bpy.types.PropertyGroup):
         "cycle), continue the cycle with the strip's own frames instead of generating new ones",
         default=True,
     )
+    calibrate_motion: BoolProperty(
+        name="Calibrate Motion",
+        description="Measure how fast the strip moves on its last frames and match the new "
+        "frames' motion to it (a trained model tends to move things too little); off: use "
+        "Motion Gain",
+        default=True,
+    )
+    motion_gain: FloatProperty(
+        name="Motion Gain",
+        description="With Calibrate Motion off: the factor on the model's motion (1 = as "
+        "trained, above 1 faster)",
+        default=1.0,
+        min=0.1,
+        max=4.0,
+        soft_min=0.5,
+        soft_max=2.0,
+        step=10,
+        precision=2,
+    )
     fit_scene_range: BoolProperty(
         name="Lengthen Scene",
         description="When the new strip ends after the scene's end frame, move the end frame "

@@ -59,6 +59,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="generate with the model even where the strip repeats a cycle (default: the "
         "cycle is continued)",
     )
+    p.add_argument(
+        "--motion-gain",
+        type=float,
+        help="the factor on the model's motion, 0.1-4 (1 = as trained; default: calibrated on "
+        "the strip's last frames)",
+    )
     p.add_argument("--output-dir", help="folder for generated frames (a subfolder per strip)")
     p.add_argument("--model-dir", help="folder for new checkpoints")
     p.add_argument("--save-as", help="save to this .blend instead of overwriting the opened one")
@@ -71,6 +77,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             p.error(f"--{name.replace('_', '-')} must be at least {low}, not {value}")
     if args.model_width is not None and not 0.0625 <= args.model_width <= 4.0:
         p.error(f"--model-width must be between 0.0625 and 4, not {args.model_width}")
+    if args.motion_gain is not None and not 0.1 <= args.motion_gain <= 4.0:
+        p.error(f"--motion-gain must be between 0.1 and 4, not {args.motion_gain}")
     return args
 
 
@@ -176,6 +184,8 @@ def main(args: argparse.Namespace) -> int:
             extend_kw = {"device": args.device} if args.device else {}
             if args.no_loop:
                 extend_kw["continue_loops"] = False
+            if args.motion_gain is not None:
+                extend_kw.update(calibrate_motion=False, motion_gain=args.motion_gain)
             ret = bpy.ops.fsgan.extend_animation(
                 count=args.count, start=args.start.upper(), **extend_kw
             )

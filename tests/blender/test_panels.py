@@ -35,9 +35,10 @@ def test_panels_and_poll_messages(python, blender, built_zip, frames16, tmp_path
     training = none["panels"]["FSGAN_PT_training"]
     assert {"preset", "width", "height", "steps", "minutes", "device"} <= set(training["props"])
     assert "fsgan.train_on_strip" in training["operators"]
-    assert {"count", "start", "fit_scene_range", "output_dir"} <= set(
-        none["panels"]["FSGAN_PT_extend"]["props"]
-    )
+    assert {
+        "count", "start", "continue_loops", "calibrate_motion", "motion_gain", "fit_scene_range",
+        "output_dir",
+    } <= set(none["panels"]["FSGAN_PT_extend"]["props"])  # fmt: skip
     assert "fsgan.extend_animation" in none["panels"]["FSGAN_PT_extend"]["operators"]
     assert {"model_width", "batch_size"} <= set(
         none["panels"]["FSGAN_PT_training_advanced"]["props"]

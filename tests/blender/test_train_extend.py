@@ -164,3 +164,17 @@ def test_install_train_extend_undo_reopen(python, blender, built_zip, frames16, 
     assert not np.array_equal(
         pixels(loop["model_files"][0]), pixels(tmp_path / "cycle" / "frame_0015.png")
     )
+    # the model generates there, its motion calibrated on the strip's last frames and said so;
+    # with Calibrate Motion off the operator's gain is used and nothing is said
+    assert loop["given"] == {"ret": ["FINISHED"], "error": None}, loop
+    assert len(loop["given_files"]) == 1
+    added = {  # each report is printed twice: the add-on's log line and Blender's "Info:"
+        line[line.index("Added strip") :]
+        for line in run.output.splitlines()
+        if "frames at frame 621," in line
+    }
+    calibrated = [line for line in added if ": 2 frames at" in line]
+    given = [line for line in added if ": 1 frames at" in line]
+    assert len(calibrated) == 1 and len(given) == 1, added
+    assert "calibrated on the strip's last frames" in calibrated[0], calibrated
+    assert "Motion gain" not in given[0], given
