@@ -306,9 +306,11 @@ def cmd_extend(args) -> int:
             "(--no-loop generates with the model instead)"
         )
 
-    def said_gain(gain: float) -> None:
-        if args.motion_gain is None:
+    def said_gain(gain: float, calibrated: bool) -> None:
+        if calibrated:
             print(f"motion gain {gain:g} (calibrated on the frames up to {name})")
+        elif args.motion_gain is None:
+            print(f"motion gain 1 (too few frames up to {name} to calibrate it)")
 
     paths = extend(
         args.checkpoint,
@@ -334,7 +336,10 @@ def _gain_setting(value) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise JobError(f"The extend setting motion_gain must be a number or null, not {value!r}.")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # a JSON integer too large for a float
+        raise JobError("The extend setting motion_gain is out of range.") from None
 
 
 def cmd_worker(args) -> int:
@@ -386,7 +391,7 @@ def cmd_worker(args) -> int:
                     "The extend settings need 'out_dir' and take only count, out_dir, "
                     "prefix, start_number, size, device, loop and motion_gain."
                 )
-            loops, gains = [], []
+            loops, gains = [], []  # gains: (gain, calibrated)
             from .device import pick_device
 
             rt = pick_device(ext.get("device", "auto"))
@@ -406,7 +411,7 @@ def cmd_worker(args) -> int:
                 loop=bool(ext.get("loop", True)),
                 on_loop=loops.append,
                 motion_gain=_gain_setting(ext.get("motion_gain")),
-                on_gain=gains.append,
+                on_gain=lambda gain, calibrated: gains.append((gain, calibrated)),
             )
             emit(
                 "done",
@@ -416,7 +421,8 @@ def cmd_worker(args) -> int:
                 frames=paths,
                 step=None,
                 loop=loops[0] if loops else None,
-                motion_gain=gains[0] if gains else None,
+                motion_gain=gains[0][0] if gains else None,
+                motion_gain_calibrated=bool(gains and gains[0][1]),
             )
         return EXIT_OK
     except USER_ERRORS as exc:
@@ -591,7 +597,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="G",
         help="multiply the model's motion by G for frames at the source's size (1 = as "
         "trained); by default G is calibrated on the frames up to --from (the gain whose "
-        "continuation of the last 6 of them matches them best)",
+        "continuation of the last 6 of them, --from included, matches them best)",
     )
     e.set_defaults(func=cmd_extend)
 

@@ -278,16 +278,19 @@ CALIBRATION_FRAMES = 6  # real frames continued per gain (with a 2-frame context
 MIN_CALIBRATION_FRAMES = 3  # fewer, and the model's flows are used as they are
 CALIBRATION_PIXELS = 4  # calibrate at most at this x the training size's pixel count
 MIN_GAIN, MAX_GAIN = 0.1, 4.0  # the motion gains a user may set
+SSIM_WINDOW = 11  # pixels: frames narrower than this are not calibrated
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Mean SSIM of each pair of frames (N, C, H, W) in [0, 1] -> (N,): Wang et al. (2004),
-    an 11x11 Gaussian window (sigma 1.5), each channel on its own, valid pixels only."""
-    x = torch.arange(11, dtype=torch.float32, device=a.device) - 5.0
+    an 11x11 Gaussian window (sigma 1.5), each channel on its own, valid pixels only (frames
+    at least 11 pixels on each side)."""
+    x = torch.arange(SSIM_WINDOW, dtype=torch.float32, device=a.device) - SSIM_WINDOW // 2
     w = torch.exp(-(x**2) / (2 * 1.5**2))
     w = w / w.sum()
     c = a.shape[1]
-    kx, ky = w.view(1, 1, 1, 11).repeat(c, 1, 1, 1), w.view(1, 1, 11, 1).repeat(c, 1, 1, 1)
+    kx = w.view(1, 1, 1, SSIM_WINDOW).repeat(c, 1, 1, 1)
+    ky = w.view(1, 1, SSIM_WINDOW, 1).repeat(c, 1, 1, 1)
 
     def blur(t: torch.Tensor) -> torch.Tensor:
         return F.conv2d(F.conv2d(t, kx, groups=c), ky, groups=c)
@@ -321,25 +324,29 @@ def calibrate_motion_gain(
     moves at the source's size follows the flows alone and lags: on the real clips the camera
     shots moved at about 0.4x the real speed and a scrolling level drifted off its tiles
     (docs/QUALITY.md, "Motion gain"). So before extending, the predictor continues the last
-    ``count`` real frames before the start from the frames before them, once per gain, and the
-    gain whose frames match the real ones best (mean SSIM; the smallest on a tie) is used for
-    the new frames. Only the strip's own frames are used, never the frames to be generated.
+    ``count`` real frames up to the start frame (itself included) from the frames before them,
+    once per gain, and the gain whose frames match the real ones best (mean SSIM; the smallest
+    on a tie) is used for the new frames. Only the strip's own frames are used, never the
+    frames to be generated.
 
     ``frames``: (N, C, H, W) in [-1, 1], the strip's frames up to the start frame at the
     source's size. Calibration runs at most at ``CALIBRATION_PIXELS`` x the training size's
     pixels (scaled down, antialiased), so it costs the same for any source: about a second on
-    a 2-core CPU. Returns (gain, {gain: mean SSIM}); (1.0, {}) when the model does not warp
-    or there are fewer than its context + ``MIN_CALIBRATION_FRAMES`` frames."""
+    a 2-core CPU, plus reading the frames. Returns (gain, {gain: mean SSIM}); (1.0, {}) when
+    the model does not warp, there are fewer than its context + ``MIN_CALIBRATION_FRAMES``
+    frames or they are under ``SSIM_WINDOW`` pixels on a side."""
     k = mcfg.context
     count = min(count, frames.shape[0] - k)
     if not mcfg.warps or count < MIN_CALIBRATION_FRAMES:
         return 1.0, {}
-    frames = frames[-(k + count) :].to(runtime.device).float()
     h, w = frames.shape[-2:]
+    if min(h, w) < SSIM_WINDOW:  # a sprite a few pixels across: nothing to measure SSIM on
+        return 1.0, {}
+    frames = frames[-(k + count) :].to(runtime.device).float()
     cap = CALIBRATION_PIXELS * mcfg.width * mcfg.height
     if h * w > cap:
         f = (cap / (h * w)) ** 0.5
-        size = (max(8, round(h * f)), max(8, round(w * f)))
+        size = (max(SSIM_WINDOW, round(h * f)), max(SSIM_WINDOW, round(w * f)))
         frames = F.interpolate(frames, size=size, mode="bicubic", antialias=True).clamp(-1, 1)
     box = Letterbox(frames.shape[-1], frames.shape[-2], mcfg.width, mcfg.height)
     real = (frames[k:] + 1.0) / 2.0
@@ -414,20 +421,22 @@ def _context_and_gain(
     motion_gain: float | None,
     rt: Runtime,
     exif: bool,
-) -> tuple[torch.Tensor, float]:
-    """The context frames at the source's size (uint8, each file read once) and the motion
-    gain: ``motion_gain``, or calibrated on the frames up to the start (1.0 where they are too
-    few or older ones differ in size from the start frame)."""
+) -> tuple[torch.Tensor, float, bool]:
+    """The context frames at the source's size (uint8, each file read once), the motion gain
+    and whether it was calibrated: ``motion_gain`` as given, or calibrated on the frames up to
+    the start (1.0, not calibrated, where they are too few or older ones differ in size from
+    the start frame)."""
     k = mcfg.context
     if motion_gain is not None or not mcfg.warps:
-        return load_full_size(frames[-k:], mcfg.channels, exif), motion_gain or 1.0
+        return load_full_size(frames[-k:], mcfg.channels, exif), motion_gain or 1.0, False
     paths = frames[-(k + CALIBRATION_FRAMES) :]
     try:
         full = load_full_size(paths, mcfg.channels, exif)
     except FrameError:  # e.g. older frames of another size: the model's own motion
-        return load_full_size(frames[-k:], mcfg.channels, exif), 1.0
-    gain, _ = calibrate_motion_gain(g, mcfg, to_float(full), rt)
-    return full[-k:].clone(), gain  # a copy: the older frames are not kept while generating
+        return load_full_size(frames[-k:], mcfg.channels, exif), 1.0, False
+    gain, scores = calibrate_motion_gain(g, mcfg, to_float(full), rt)
+    # a copy: the older frames are not kept while generating
+    return full[-k:].clone(), gain, bool(scores)
 
 
 def png_bytes(img) -> bytes:
@@ -452,7 +461,7 @@ def extend(
     loop: bool = True,
     on_loop: Callable[[int], None] | None = None,
     motion_gain: float | None = None,
-    on_gain: Callable[[float], None] | None = None,
+    on_gain: Callable[[float, bool], None] | None = None,
 ) -> list[str]:
     """Generate ``count`` frames after ``frames`` (the last is the start frame; the model sees
     the last few, a loop is looked for in up to ``core.loops.HISTORY``) and write
@@ -460,8 +469,9 @@ def extend(
     frame's size, 'train' keeps the training resolution. ``loop``: where the frames end on a
     repeating cycle (``core.loops.find_loop``), continue the cycle instead of generating;
     ``on_loop(period)`` is told when that happens. ``motion_gain``: the factor on the model's
-    flows for frames at the source's size; None calibrates it on the frames before the start
-    (``calibrate_motion_gain``), and ``on_gain(gain)`` is told the one used. Returns the
+    flows for frames at the source's size; None calibrates it on the frames up to the start
+    (``calibrate_motion_gain``), and ``on_gain(gain, calibrated)`` is told the one used and
+    whether it was calibrated (False: given, or too few frames to calibrate). Returns the
     written paths (fewer than ``count`` when ``should_stop`` said stop; every returned file is
     complete)."""
     if count < 1:
@@ -510,10 +520,10 @@ def extend(
             return to_float(small.frames[0])
 
     elif size == "source":  # generated at the source's size (FullSizePredictor)
-        full, gain = _context_and_gain(g, mcfg, frames, motion_gain, rt, exif)
+        full, gain, calibrated = _context_and_gain(g, mcfg, frames, motion_gain, rt, exif)
         box = Letterbox(full.shape[-1], full.shape[-2], mcfg.width, mcfg.height)
         if on_gain and mcfg.warps:
-            on_gain(gain)
+            on_gain(gain, calibrated)
         predictor = FullSizePredictor(g, mcfg, box, rt, gain=gain)
         ctx = context_tensor(full, mcfg.context).to(rt.device)[None]  # (1, K, C, H, W)
 

@@ -44,7 +44,8 @@ Events, one JSON object per line on stdout, each with an ``"event"`` key:
                  period of the cycle it continued instead of generating (core/loops.py), or null,
                  and "motion_gain": the factor the model's flows were multiplied by (calibrated
                  or as given; core/generate.py calibrate_motion_gain), or null where no model
-                 moved pixels at the source's size
+                 moved pixels at the source's size, and "motion_gain_calibrated": whether it
+                 was calibrated (false: given, or too few frames before the start)
     error       {"message", "code": "bad_input" | "out_of_memory" | "io" |
                  "missing_dependency" | "internal", "hint"}
     log         {"message"}                      e.g. an automatic retry at a smaller batch, a

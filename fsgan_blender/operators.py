@@ -713,8 +713,8 @@ class FSGAN_OT_extend_animation(_JobOperator, bpy.types.Operator):
     )
     motion_gain: FloatProperty(
         name="Motion Gain",
-        description="With Calibrate Motion off: the factor on the model's motion (default: the "
-        "panel's value)",
+        description="The factor on the model's motion when Calibrate Motion is off; set on its "
+        "own (by a script), it turns calibration off (default: the panel's value)",
         default=1.0,
         min=0.1,
         max=4.0,
@@ -768,7 +768,7 @@ class FSGAN_OT_extend_animation(_JobOperator, bpy.types.Operator):
                     f"The frame file {missing[-1]} is missing; Extend reads the "
                     f"{strips.CONTEXT_FRAMES} frames up to the start frame."
                 )
-            frames = frames[gap + 1 :]  # the older frames only help to find a loop
+            frames = frames[gap + 1 :]  # older frames find a loop and calibrate the motion
         out_dir = paths.output_dir(s, strip.name)
         try:
             os.makedirs(out_dir, exist_ok=True)
@@ -796,9 +796,7 @@ class FSGAN_OT_extend_animation(_JobOperator, bpy.types.Operator):
             "device": self._value(s, "device"),
             "loop": bool(loops),
             "motion_gain": (
-                None
-                if self._value(s, "calibrate_motion")
-                else round(float(self._value(s, "motion_gain")), 4)
+                None if self._calibrates(s) else round(float(self._value(s, "motion_gain")), 4)
             ),
         }
         job = worker_client.make_job(
@@ -809,6 +807,12 @@ class FSGAN_OT_extend_animation(_JobOperator, bpy.types.Operator):
             cancel_file=os.path.join(self._job_dir, "cancel"),
         )
         return job, strip.name
+
+    def _calibrates(self, settings) -> bool:
+        """Calibrate Motion, unless the caller set a Motion Gain and not Calibrate Motion."""
+        if self.properties.is_property_set("motion_gain"):
+            return self.properties.is_property_set("calibrate_motion") and self.calibrate_motion
+        return self._value(settings, "calibrate_motion")
 
     def _clean_failed(self, job):
         # Frames of a failed run are complete files but no strip shows them: remove them, and
@@ -870,11 +874,13 @@ class FSGAN_OT_extend_animation(_JobOperator, bpy.types.Operator):
                 f" The frames before it repeat a {done['loop']}-frame cycle, so the new ones "
                 "continue it (turn off Continue Loops to generate them with the model)."
             )
-        elif done.get("motion_gain") is not None and job.job["extend"].get("motion_gain") is None:
+        elif done.get("motion_gain_calibrated"):
             message += (
                 f" Motion gain {done['motion_gain']:g}, calibrated on the strip's last frames "
                 "(turn off Calibrate Motion to set it)."
             )
+        elif done.get("motion_gain") is not None and job.job["extend"].get("motion_gain") is None:
+            message += " The motion is the model's own: too few frames to calibrate it."
         last = strips.right_handle(new) - 1
         if scene.fsgan.fit_scene_range and last > scene.frame_end:
             scene.frame_end = last

@@ -70,6 +70,9 @@ def test_calibration_finds_the_gain_of_a_model_that_moves_too_little():
     assert gain == 1.0, scores
     # too few frames for a context and 3 continued ones: the model's own motion
     assert calibrate_motion_gain(slow, mcfg, frames[:4], _cpu()) == (1.0, {})
+    # a sprite under the SSIM window's 11 pixels: nothing to measure on, not an error
+    tiny = F.interpolate(frames, size=(8, 10), mode="area")
+    assert calibrate_motion_gain(slow, mcfg, tiny, _cpu()) == (1.0, {})
     residual = ModelConfig(width=64, height=36, width_mult=0.125, head="residual")
     assert calibrate_motion_gain(build_models(residual)[0], residual, frames, _cpu()) == (1.0, {})
 
@@ -113,9 +116,15 @@ def test_extend_calibrates_the_gain_and_continues_the_motion(tmp_path):
     slow, mcfg = _pan_model(1 / 1.3)
     ckpt = _save(slow, mcfg, tmp_path / "slow.safetensors")
     said = []
-    auto = extend(ckpt, paths, 4, str(tmp_path / "auto"), device="cpu", on_gain=said.append)
-    assert said == [1.3]
-    own = extend(ckpt, paths, 4, str(tmp_path / "own"), device="cpu", motion_gain=1.0)
+
+    def on_gain(gain, calibrated):
+        said.append((gain, calibrated))
+
+    auto = extend(ckpt, paths, 4, str(tmp_path / "auto"), device="cpu", on_gain=on_gain)
+    assert said == [(1.3, True)]
+    own = extend(
+        ckpt, paths, 4, str(tmp_path / "own"), device="cpu", motion_gain=1.0, on_gain=on_gain
+    )
     inner = (slice(None), slice(8, -8), slice(8, -40))  # away from the borders
 
     def err(files):
@@ -124,6 +133,10 @@ def test_extend_calibrates_the_gain_and_continues_the_motion(tmp_path):
         )
 
     assert err(auto) < 0.5 * err(own), (err(auto), err(own))
+    assert said[1:] == [(1.0, False)]  # given, not calibrated
+    # from the strip's 4th frame there are too few before it: the model's motion, and said so
+    extend(ckpt, paths[:4], 1, str(tmp_path / "short"), device="cpu", on_gain=on_gain)
+    assert said[2:] == [(1.0, False)]
     with pytest.raises(ValueError, match="between 0.1 and 4"):
         extend(ckpt, paths, 1, str(tmp_path / "bad"), device="cpu", motion_gain=0.0)
 
@@ -140,6 +153,10 @@ def test_cli_and_worker_report_the_gain(tmp_path):
                 "--out", tmp_path / "cli2", "--device", "cpu", "--motion-gain", "1")  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert "motion gain" not in r.stdout
+    r = run_cli("extend", "--checkpoint", ckpt, "--from", paths[3], "--count", "1",
+                "--out", tmp_path / "cli3", "--device", "cpu")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "motion gain 1 (too few frames up to frame_0003.png to calibrate it)" in r.stdout
     for setting, expect in ((None, 1.3), (1.5, 1.5)):
         job = tmp_path / f"job_{setting}.json"
         out = tmp_path / f"worker_{setting}"
@@ -150,6 +167,7 @@ def test_cli_and_worker_report_the_gain(tmp_path):
         assert r.returncode == 0, r.stdout + r.stderr
         done = [json.loads(line) for line in r.stdout.splitlines() if '"done"' in line][-1]
         assert done["motion_gain"] == expect, done
+        assert done["motion_gain_calibrated"] is (setting is None), done
     job.write_text(json.dumps({"kind": "extend", "frames": paths, "checkpoint": ckpt,
                                "extend": {"out_dir": str(out) + "x", "motion_gain": "fast"}}))  # fmt: skip
     r = run_cli("worker", "--job", job)

@@ -173,8 +173,8 @@ def loop_stage(addon, scene, model, args):
     looped, looped_files = extend_from(cycle, count=9)
     scene.fsgan.continue_loops = False
     model_op, model_files = extend_from(cycle, count=2)
-    # the operator's own settings: the model's motion as trained, not calibrated
-    given_op, given_files = extend_from(cycle, count=1, calibrate_motion=False, motion_gain=1.0)
+    # a Motion Gain set on the operator alone: the model's motion as trained, not calibrated
+    given_op, given_files = extend_from(cycle, count=1, motion_gain=1.0)
     scene.fsgan.continue_loops = True
     bl.result(stage="loop", looped=looped, looped_files=looped_files, model=model_op,
               model_files=model_files, given=given_op, given_files=given_files)  # fmt: skip
