@@ -275,8 +275,7 @@ def run_clip(folder: str, methods: dict, seeds: list[int], device: str, precisio
                 small = load_clip(history, *size[:2], channels=size[2], exif=False)
                 periods[size] = find_loop(small.frames)
             period = periods[size]
-            # the motion gain extend would use: calibrated on the frames before the split
-            gain, _ = calibrate_motion_gain(g, mcfg, full[:n_train], rt)
+            gain = None  # the motion gain extend would use, once a variant generates
             for v, kw in variants:
                 kw = dict(kw)
                 loop = kw.pop("loop", True)
@@ -293,6 +292,8 @@ def run_clip(folder: str, methods: dict, seeds: list[int], device: str, precisio
                     continue
                 if not loop and period is None:
                     continue  # no loop: the same as the method's own row
+                if gain is None:  # calibrated on the frames before the split, as extend does
+                    gain, _ = calibrate_motion_gain(g, mcfg, full[:n_train], rt)
                 kw.setdefault("gain", gain)
                 pred = FullSizePredictor(g, mcfg, box, rt, **kw)
                 long = pred.rollout(full[n_train - k : n_train], STABILITY_FRAMES).cpu()

@@ -14,7 +14,7 @@ import os
 import torch
 import torch.nn as nn
 
-from .generate import CALIBRATION_FRAMES, MIP_LEVELS
+from .generate import MIP_LEVELS
 from .models import ModelConfig, build_models
 
 GB = 2**30
@@ -83,11 +83,11 @@ def estimate_generation_memory(mcfg: ModelConfig, src_w: int, src_h: int) -> dic
     # pixel art: looking for a palette sorts a copy of the context; snapping to it copies the
     # output twice and measures distances to at most 256 colours, 65,536 pixels at a time
     per_pixel += 2 * k * c + 2 * c
-    # calibrating the motion gain comes first and needs less: its frames as read (uint8) and
-    # as floats; it runs at a few times the training size, not at the full size
-    calibrate = 1.25 * (k + CALIBRATION_FRAMES) * c
+    # calibrating the motion gain (before the first frame) needs less: its k + 6 frames as
+    # read (uint8) and as floats, 1.25 (k + 6) c floats a pixel; it runs at a few times the
+    # training size, not at the full size
     palette_b = 4 * (1 << 16) * 256
-    full_b = int(4 * max(per_pixel, calibrate) * src_w * src_h) + palette_b
+    full_b = 4 * per_pixel * src_w * src_h + palette_b
     total = weights_b + acts_b + full_b
     return {
         "weights_bytes": weights_b,

@@ -29,8 +29,9 @@ def _pan(n: int, speed: float = SPEED) -> torch.Tensor:
     torch.manual_seed(0)
     base = F.interpolate(torch.rand(1, 3, 36, 64) * 2 - 1, size=(144, 256), mode="bicubic")
     base = base.clamp(-1, 1)
-    frames = [warp(base, torch.zeros(1, 2, 144, 256) + torch.tensor([speed * t, 0.0]).view(1, 2, 1, 1), "bicubic") for t in range(n)]  # fmt: skip
-    return torch.cat(frames)
+    shift = torch.zeros(1, 2, 144, 256)
+    shift[:, 0] = speed  # frame t(x) = base(x + speed t)
+    return torch.cat([warp(base, shift * t, "bicubic") for t in range(n)])
 
 
 def _pan_model(fraction: float) -> tuple[torch.nn.Module, ModelConfig]:
