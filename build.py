@@ -15,7 +15,8 @@ for one platform and one Blender Python (``--python``: 3.11 for Blender 4.2-5.0,
 3.13 for Blender 5.1 and later), downloaded with ``pip download`` and listed in the staged
 manifest's ``wheels = [...]`` with ``platforms = [<platform>]`` and the Blender versions that run
 that Python (``blender_version_min``/``max``): Blender installs them with the extension, with no
-network. The zip is then named ``fsgan_blender-<version>-<platform>-<cp311|cp313>.zip``.
+network. The zip is then named ``fsgan_blender-<version>-<platform>-<cp311|cp313>.zip``, the
+platform's hyphen an underscore (``linux_x64``).
 Markers in requirements are evaluated for the machine running pip, so build each platform's
 bundle on that platform (or check the wheel list) when dependencies differ per platform.
 
