@@ -96,6 +96,12 @@ def read_frame(path: str, exif: bool = True) -> Image.Image:
                 img = ImageOps.exif_transpose(img)
             return _to_8bit(img)
     except UnidentifiedImageError:
+        if ext in (".tif", ".tiff"):
+            raise FrameError(
+                f"{path} is a TIFF this reader cannot open (32-bit float or integer colour, or "
+                "an unusual compression); save the frames as 16-bit TIFF or PNG. (In Blender, "
+                "the add-on has Blender decode such a strip.)"
+            ) from None
         raise FrameError(f"{path} is not an image Pillow can read.") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise FrameError(f"The frame {path} is damaged or truncated ({exc}).") from None

@@ -19,6 +19,7 @@ import hashlib
 import math
 import os
 import shutil
+import struct
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -31,18 +32,19 @@ from . import filecheck, filememo, paths, strips
 WORKER_IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".tga")
 DECODED_CACHE_KEEP = 8  # strips (per size) whose decoded frames stay in the user folder
 DECODE_CHUNK = 48  # frames Blender decodes between two progress updates
-DECODE_VERSION = 3  # part of every cache key: bump when what a decoded frame holds changes
+DECODE_VERSION = 4  # part of every cache key: bump when what a decoded frame holds changes
 _IN_USE_S = 600  # a cache folder touched this recently may serve another Blender: kept
 
 # What a strip's picture depends on, copied onto the scratch strip that renders it (those a
-# Blender version or strip type lacks are skipped). Modifiers and retiming are not copied.
+# Blender version or strip type lacks are skipped). Modifiers and retiming are not copied, nor
+# the flips: Blender mirrors a strip after its transform and crop, so a flip baked into the
+# frames would come out mirrored on a strip that moves, turns or crops them; the generated
+# strip takes the source's flips instead (strips.insert_image_strip).
 _PICTURE_PROPS = (
     "stream_index",
     "content_trim_start",  # strips.RENAMED: animation_offset_start/end before Blender 5.2
     "content_trim_end",
     "use_reverse_frames",
-    "use_flip_x",
-    "use_flip_y",
     "use_deinterlace",
     "color_saturation",
     "color_multiply",
@@ -56,12 +58,10 @@ def _picture_prop(strip, name: str) -> str:
 
 
 def _changes_picture(strip) -> bool:
-    """The strip shows its files changed: reversed, flipped, strobed (strobe 0 and 1 are off)
-    or with another saturation or multiply."""
+    """The strip shows its files changed: reversed, strobed (strobe 0 and 1 are off) or with
+    another saturation or multiply. (Flips are not baked: the generated strip repeats them.)"""
     return bool(
         getattr(strip, "use_reverse_frames", False)
-        or getattr(strip, "use_flip_x", False)
-        or getattr(strip, "use_flip_y", False)
         or getattr(strip, "strobe", 1.0) > 1.0
         or abs(getattr(strip, "color_saturation", 1.0) - 1.0) > 1e-6
         or abs(getattr(strip, "color_multiply", 1.0) - 1.0) > 1e-6
@@ -70,15 +70,66 @@ def _changes_picture(strip) -> bool:
 
 def needs_decode(strip, cached: bool = False) -> bool:
     """Whether Blender must render the strip's frames for the worker: a movie; image files in
-    a format the worker does not read (OpenEXR, DPX, Cineon, Radiance HDR, JPEG 2000, ...); or
-    image files the strip shows changed (reversed, flipped, strobed, another saturation or
-    multiply), so that training sees what the timeline shows. ``cached``: the strip's file list
-    as remembered for a few seconds (panels)."""
+    a format the worker does not read (OpenEXR, DPX, Cineon, Radiance HDR, JPEG 2000, a TIFF
+    of float or 32-bit colour, ...); or image files the strip shows changed (reversed,
+    strobed, another saturation or multiply), so that training sees what the timeline shows.
+    ``cached``: the strip's file list as remembered for a few seconds (panels)."""
     if strip.type == "MOVIE":
         return True
     if _changes_picture(strip):
         return True
-    return not strips.source_extensions(strip, cached).issubset(WORKER_IMAGE_EXTS)
+    exts = strips.source_extensions(strip, cached)
+    if not exts.issubset(WORKER_IMAGE_EXTS):
+        return True
+    if exts & {".tif", ".tiff"}:
+        files = strips.source_files(strip, cached)
+        tiffs = [f for f in files if f.lower().endswith((".tif", ".tiff"))]
+        # The first one stands for the strip (frames of one sequence share their format).
+        return bool(tiffs) and _tiff_needs_blender(tiffs[0])
+    return False
+
+
+_tiff_memo = filememo.FileMemo(limit=64)
+
+
+def _tiff_needs_blender(path: str) -> bool:
+    """A TIFF the worker (Pillow) cannot read but Blender can: colour or grey-and-alpha in 32-
+    or 64-bit samples (float, as compositors write, or integer), or 64-bit grey. Read from the
+    header, remembered per file version; a missing or unparsable file is left to the worker,
+    whose error names it."""
+    try:
+        return _tiff_memo.get(path, path, lambda _st: _tiff_wide(path))
+    except OSError:
+        return False
+
+
+def _tiff_wide(path: str) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8 or head[:2] not in (b"II", b"MM"):
+            return False
+        order = "<" if head[:2] == b"II" else ">"
+        if struct.unpack(order + "H", head[2:4])[0] != 42:  # BigTIFF (43): left to the worker
+            return False
+        f.seek(struct.unpack(order + "I", head[4:8])[0])
+        raw = f.read(2)
+        if len(raw) < 2:
+            return False
+        count = struct.unpack(order + "H", raw)[0]
+        entries = f.read(12 * min(count, 512))
+        tags = {}
+        for k in range(len(entries) // 12):
+            tag, kind, n = struct.unpack(order + "HHI", entries[12 * k : 12 * k + 8])
+            if tag not in (258, 277) or kind != 3:  # BitsPerSample, SamplesPerPixel: SHORT
+                continue
+            value = entries[12 * k + 8 : 12 * k + 12]
+            if n > 2:  # one per sample, stored elsewhere: the first stands for all
+                f.seek(struct.unpack(order + "I", value)[0])
+                value = f.read(2)
+            if len(value) >= 2:
+                tags[tag] = struct.unpack(order + "H", value[:2])[0]
+    bits, samples = tags.get(258, 1), tags.get(277, 1)
+    return bits >= 64 or (bits >= 32 and samples > 1)
 
 
 def _fit(size: tuple[int, int], max_size: tuple[int, int] | None) -> tuple[int, int]:
@@ -121,11 +172,11 @@ _alpha_memo = filememo.FileMemo(limit=64)
 
 def _shown_element(strip, i: int) -> int:
     """The element (file) content frame ``i`` of an image strip shows: reversed first, then
-    held by the strobe (Blender's rule)."""
-    n = len(strip.elements)
+    held by the strobe, then moved past the start Hold Offset (Blender's rule)."""
+    n = strips.image_content_count(strip)
     j = n - 1 - i if strip.use_reverse_frames else i
     strobe = max(1.0, float(getattr(strip, "strobe", 1.0)))
-    return min(max(int(j - math.fmod(j, strobe)), 0), n - 1)
+    return min(max(int(j - math.fmod(j, strobe)), 0), n - 1) + strips.image_trims(strip)[0]
 
 
 def transparent(strip) -> bool:
@@ -135,9 +186,9 @@ def transparent(strip) -> bool:
     transparent background, while an opaque picture (RGBA files with a solid alpha, most
     renders) stays RGB, since scaling leaves its edges a little transparent. Movie strips
     count as opaque. A file that looks damaged is never loaded."""
-    if strip.type != "IMAGE" or not len(strip.elements):
+    n = strips.image_content_count(strip) if strip.type == "IMAGE" else 0
+    if not n:
         return False
-    n = len(strip.elements)
     directory = strips.strip_directory(strip)
     shown = sorted({_shown_element(strip, i) for i in (0, n // 2, n - 1)})
     for path in (os.path.join(directory, strip.elements[k].filename) for k in shown):

@@ -12,9 +12,11 @@ API differences handled here and nowhere else:
   ``animation_offset_start/end`` ``content_trim_start/end`` (RENAMED). The add-on uses the
   current names everywhere through ``get``/``put`` and the helpers below, which read whichever
   the strip's RNA defines: a feature check, not a version check.
-- An image strip is ``directory`` + ``elements[i].filename``; element ``i`` shows at scene frame
-  ``content_start + i``, and the visible range ``[left_handle, right_handle)`` is the content
-  trimmed by ``left_handle_offset``/``right_handle_offset``.
+- An image strip is ``directory`` + ``elements[k].filename``; its content frame ``i`` shows
+  element ``i + content_trim_start`` (the Hold Offsets cut elements off both ends:
+  ``image_element``) at scene frame ``content_start + i``, and the visible range
+  ``[left_handle, right_handle)`` is the content trimmed by
+  ``left_handle_offset``/``right_handle_offset``.
 - A movie strip is one ``filepath``; its content frame ``i`` (``content_duration`` of them) shows
   at ``content_start + i`` in the same way. Blender decodes it, so its frames reach the worker as PNGs
   that Blender renders from a copy of the strip in a scratch scene (``decode.py``);
@@ -161,6 +163,24 @@ def find_strip(scene, name: str):
     return all_strips(se).get(name)
 
 
+def image_trims(strip) -> tuple[int, int]:
+    """The elements an image strip's Hold Offsets (``content_trim_start/end``) cut off its
+    start and end: its content is the elements between."""
+    return int(get(strip, "content_trim_start")), int(get(strip, "content_trim_end"))
+
+
+def image_content_count(strip) -> int:
+    """The elements an image strip's content holds: all but those its Hold Offsets cut off."""
+    first, last = image_trims(strip)
+    return max(0, len(strip.elements) - first - last)
+
+
+def image_element(strip, i: int):
+    """The element (file) content frame ``i`` of an image strip is, before reversal and strobe
+    (Blender adds the start Hold Offset to the frame's index)."""
+    return strip.elements[i + image_trims(strip)[0]]
+
+
 def content_length(strip) -> int:
     """Timeline frames the content spans (from ``content_start``, before trims): an image
     strip's elements, a movie's frames. Computed from the trimmed range the same way on every
@@ -187,7 +207,7 @@ def visible_indices(strip) -> range:
     # Still frames beyond the content (negative offsets) repeat an end frame: not new data.
     end = content_length(strip)
     if strip.type == "IMAGE":
-        end = min(end, len(strip.elements))
+        end = min(end, image_content_count(strip))
     return range(max(first, 0), min(last, end))
 
 
@@ -232,13 +252,14 @@ def _image_files(strip, cached: bool) -> tuple[tuple[str, ...], frozenset[str]]:
         left_handle(strip),
         right_handle(strip),
         get(strip, "right_handle_offset"),
+        image_trims(strip),
     )
     now = time.monotonic()
     hit = _files_cache.get(key)
     if cached and hit is not None and now - hit[0] < _FILES_TTL_S:
         return hit[1], hit[2]
     directory = strip_directory(strip)
-    names = [elements[i].filename for i in visible_indices(strip)]
+    names = [image_element(strip, i).filename for i in visible_indices(strip)]
     files = tuple(os.path.join(directory, name) for name in names)
     exts = frozenset(os.path.splitext(name)[1].lower() for name in names)
     if len(_files_cache) > 16:
@@ -310,7 +331,7 @@ def context_frame_paths(
     if decode.needs_decode(strip):  # full size: generated frames match the source's
         return decode.decoded_frame_paths(strip, indices)
     directory = strip_directory(strip)
-    return [os.path.join(directory, strip.elements[i].filename) for i in indices]
+    return [os.path.join(directory, image_element(strip, i).filename) for i in indices]
 
 
 def strip_problem(
@@ -348,9 +369,9 @@ def strip_problem(
         return problem  # one file, and without it Blender knows no frame count
     if strip.type == "MOVIE" and (problem := stream_problem(strip)):
         return problem
-    if strip.type == "IMAGE" and content_length(strip) != len(strip.elements):
+    if strip.type == "IMAGE" and content_length(strip) != image_content_count(strip):
         return (
-            f"The strip '{strip.name}' is retimed: its {len(strip.elements)} frames span "
+            f"The strip '{strip.name}' is retimed: its {image_content_count(strip)} frames span "
             f"{content_length(strip)} frames of the timeline. Reset its retiming, or render the "
             "strip to images."
         )
@@ -497,7 +518,7 @@ def strip_resolution(strip, load: bool = True) -> tuple[int, int] | None:
             return None
         return int(element.orig_width), int(element.orig_height)
     # Not element.orig_width/height: they are unset (even garbage) until Blender loads a frame.
-    element = strip.elements[indices[0]]
+    element = image_element(strip, indices[0])
     path = os.path.join(strip_directory(strip), element.filename)
     return image_size(path) or blender_image_size(path, load)
 
@@ -680,9 +701,10 @@ def reveal_in_metas(sequence_editor, strip) -> str | None:
 def insert_image_strip(scene, source, directory: str, filenames: list[str], frame_start: int):
     """A new image strip of ``filenames`` at ``frame_start`` on a free channel.
 
-    It takes the source strip's colour space (sRGB after a movie strip), alpha mode, transform
-    (which is where Blender keeps the fit) and crop, so frames at the source's resolution line up
-    with it, and its blend mode, opacity and modifiers, so it looks the way the source does.
+    It takes the source strip's colour space and alpha mode (sRGB and straight alpha after
+    frames Blender decoded), transform (which is where Blender keeps the fit), crop and flips,
+    so frames at the source's resolution line up with it, and its blend mode, opacity and
+    modifiers, so it looks the way the source does.
     """
     if not filenames:
         raise ValueError("There are no frames to insert.")
@@ -704,15 +726,21 @@ def insert_image_strip(scene, source, directory: str, filenames: list[str], fram
             strip.directory = bpy.path.relpath(directory) + "/"
         except ValueError:
             pass
-    # Frames Blender decoded were rendered to sRGB (decode.py); others keep their
-    # files' colour space.
-    space = "sRGB" if decode.needs_decode(source) else source.colorspace_settings.name
+    # Frames Blender decoded were rendered to sRGB PNGs, whose alpha is straight (decode.py),
+    # whatever the source's files hold (an OpenEXR's is premultiplied); others keep their
+    # files' colour space and alpha.
+    decoded = decode.needs_decode(source)
+    space = "sRGB" if decoded else source.colorspace_settings.name
     set_enum(strip.colorspace_settings, "name", space)  # unknown to this config: left as is
-    strip.alpha_mode = source.alpha_mode
+    strip.alpha_mode = "STRAIGHT" if decoded else source.alpha_mode
     for attr in ("scale_x", "scale_y", "offset_x", "offset_y", "rotation", "origin", "filter"):
         setattr(strip.transform, attr, getattr(source.transform, attr))
     for attr in ("min_x", "max_x", "min_y", "max_y"):
         setattr(strip.crop, attr, getattr(source.crop, attr))
+    # The frames are never flipped (decode.py): Blender mirrors after the transform and crop,
+    # so the new strip shows them the way the source shows its files only with the same flips.
+    for attr in ("use_flip_x", "use_flip_y"):
+        setattr(strip, attr, getattr(source, attr))
     skipped = look.copy_look(source, strip)
     if skipped:
         print(f"FrameSequenceGAN: not copied to '{strip.name}': {', '.join(skipped)}")

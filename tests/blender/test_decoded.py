@@ -58,7 +58,9 @@ def test_movie_and_exr_strips_decode_train_extend(python, blender, built_zip, fr
     assert shown["strobe_sources"] == [1, 4, 4, 4, 7, 7, 7, 10, 10, 10, 13], shown
     assert max(shown["strobe_vs_timeline"]) < 0.5, shown
     assert shown["flipped_needs_decode"] is True and shown["flipped_count"] == 14
+    # Flips are left to the strip (the seam stage): the frames are the timeline's, mirrored.
     assert max(shown["flipped_vs_timeline"]) < 0.5, shown
+    assert max(shown["flipped_vs_unmirrored"]) > 5.0, shown
     assert shown["faster"] == [int(i * 1.25) for i in range(24)]  # 0, 1, 2, 3, 5, ...
     assert shown["slower"] == [int(i * 0.8 + 1e-6) for i in range(30)]  # 0, 0, 1, 2, 3, 4, 4
     assert shown["retimed"] is True
@@ -148,3 +150,19 @@ def test_movie_and_exr_strips_decode_train_extend(python, blender, built_zip, fr
     assert card["frames"][0][0] == 32 and card["trimmed_same_folder"] is True, card
     big = alpha["big_exr"]
     assert big["transparent"] is True and big["context"][0] == 32, big
+
+    # At the cut, the source's last frame as the worker reads it, inserted as a new strip,
+    # renders as the source does: flipped, moved, turned and cropped; soft alpha from an EXR.
+    seam = run.stage("seam")
+    flipped, soft = seam["flipped"], seam["soft_exr"]
+    assert flipped["needs_decode"] is False and flipped["new_flip"] == [True, True], seam
+    assert soft["needs_decode"] is True and soft["new_alpha"] == "STRAIGHT", seam
+    for case in (flipped, soft):
+        assert case["mean"] < 0.5 and case["max"] < 8.0, seam
+    assert soft["other_alpha_mean"] > 1.0, seam  # premultiplied, as the EXR: edges too bright
+
+    # Float RGB TIFF frames, which the worker cannot read, are decoded by Blender as shown.
+    tiff = run.stage("tiff")
+    assert tiff["needs_decode"] is True and tiff["decoded"] == [".png"] * 4, tiff
+    assert max(tiff["vs_timeline"]) < 0.5 and tiff["stripes_move"][0] > 5.0, tiff
+    assert tiff["eight_bit_needs_decode"] is False, tiff

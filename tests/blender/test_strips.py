@@ -28,6 +28,16 @@ def test_strip_frames_and_paths(python, blender, built_zip, frames16, tmp_path):
     assert trimmed["problem"] is None
     assert trimmed["resolution"] == [64, 36]
 
+    hold = run.stage("hold_offsets")
+    # Hold Offsets 2 and 1 leave elements 3-15 as content; the handle trims one more.
+    assert hold["problem"] is None, hold
+    assert hold["shown_by_blender"] == frames(4, 15), hold
+    assert hold["visible"] == hold["shown_by_blender"]
+    assert hold["end_context"] == frames(8, 15)
+    assert hold["resolution"] == [64, 36]
+    assert hold["reversed_shown"] == frames(3, 14)[::-1], hold
+    assert hold["reversed_elements"] == hold["reversed_shown"]
+
     held = run.stage("held")
     assert held["final"] == [16, 35], held
     assert held["after"] == frames(3, 10)  # frame 33 holds frame_0010: the last 8 up to it

@@ -3,6 +3,7 @@ import pytest
 from PIL import Image
 
 from core.data import FrameError, Letterbox, list_frames, load_clip, read_frame
+from tests.blender.bl_scripts._tiff import write_float_tiff
 
 
 def _rgb(w=40, h=20, seed=0):
@@ -72,6 +73,10 @@ def test_bad_input_messages(tmp_path):
         read_frame(str(trunc))
     with pytest.raises(FrameError, match="OpenEXR"):
         read_frame(str(tmp_path / "x.exr"))
+    wide = tmp_path / "float_rgb.tif"
+    write_float_tiff(str(wide), np.zeros((8, 8, 3), np.float32))
+    with pytest.raises(FrameError, match="a TIFF this reader cannot open"):
+        read_frame(str(wide))
     other = tmp_path / "other.png"
     Image.fromarray(_rgb(30, 30)).save(other)
     with pytest.raises(FrameError, match="different sizes"):

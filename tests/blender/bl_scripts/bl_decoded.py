@@ -14,6 +14,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _bl_common as bl  # noqa: E402
+import _tiff  # noqa: E402
 
 
 def encode(frames: str, filepath: str, media_type: str, file_format: str, **settings) -> None:
@@ -99,8 +100,13 @@ def timeline_truth(scene, first: int, last: int, folder: str) -> list[str]:
     return [os.path.join(folder, f"t_{f:04d}.png") for f in range(first, last + 1)]
 
 
-def differences(a: list[str], b: list[str]) -> list[float]:
-    return [round(float(np.abs(pixels(x) - pixels(y)).mean() * 255), 3) for x, y in zip(a, b)]
+def differences(a: list[str], b: list[str], mirror: bool = False) -> list[float]:
+    """Mean absolute difference (0-255) of each pair; ``mirror``: b's frames flipped in x."""
+    out = []
+    for x, y in zip(a, b):
+        other = pixels(y)[:, ::-1] if mirror else pixels(y)
+        out.append(round(float(np.abs(pixels(x) - other).mean() * 255), 3))
+    return out
 
 
 def image_size(path: str) -> list[int]:
@@ -151,7 +157,7 @@ def alpha_of(path: str) -> list:
 
 
 def alpha_stage(S, D, scene, args):
-    """Decoded frames keep transparency when the strip's frames use it (a flipped sprite, an
+    """Decoded frames keep transparency when the strip's frames use it (a reversed sprite, an
     RGBA OpenEXR), and stay RGB for an opaque picture stored as RGBA; Extend from the sprite
     gives RGBA frames."""
     out = {}
@@ -162,13 +168,13 @@ def alpha_stage(S, D, scene, args):
         ("title_card_first", False, "png", True, (64, 36), True),  # frame 1 opaque, rest not
         ("big_exr", False, "exr", False, (600, 300), False),  # the check looks at a small copy
     )
-    for name, opaque, ext, flip, size, opaque_first in cases:
+    for name, opaque, ext, reverse, size, opaque_first in cases:
         folder = os.path.join(args.work, name)
         write_sprites(folder, 6, opaque, ext, size, opaque_first)
         strip = bl.top_strips().new_image(name, os.path.join(folder, f"s_0001.{ext}"), 30, 1)
         for i in range(2, 7):
             strip.elements.append(f"s_{i:04d}.{ext}")
-        strip.use_flip_x = flip
+        strip.use_reverse_frames = reverse  # a PNG strip Blender decodes
         frames = S.visible_frame_paths(strip, (64, 36))
         context = S.context_frame_paths(strip, "END", 0)
         out[name] = {
@@ -195,6 +201,119 @@ def alpha_stage(S, D, scene, args):
             bl.top_strips().remove(new)
         bl.top_strips().remove(strip)
     bl.result(stage="alpha", **out)
+
+
+def write_soft_sprites(folder: str, count: int) -> None:
+    """``folder``/soft_0001.exr...: a dark orange disc with a soft edge (alpha falling from 1
+    to 0 over 8 pixels) moving over a transparent background, written by Blender as float RGBA.
+    Dark, because the sequencer converts premultiplied values to sRGB before dividing by alpha:
+    a bright edge comes out brighter than white, which no 8-bit frame holds."""
+    os.makedirs(folder, exist_ok=True)
+    yy, xx = np.mgrid[0:36, 0:64].astype(np.float32)
+    for i in range(count):
+        r = np.hypot(xx - 20 - 4 * i, yy - 18)
+        alpha = np.clip((16 - r) / 8, 0, 1)
+        a = np.zeros((36, 64, 4), np.float32)
+        a[..., 0], a[..., 1], a[..., 3] = 0.2 * alpha, 0.08 * alpha, alpha  # premultiplied
+        img = bpy.data.images.new("soft", 64, 36, alpha=True, float_buffer=True)
+        img.pixels.foreach_set(a[::-1].ravel())
+        img.filepath_raw = os.path.join(folder, f"soft_{i + 1:04d}.exr")
+        img.file_format = "OPEN_EXR"
+        img.save()
+        bpy.data.images.remove(img)
+
+
+def seam_stage(S, D, args):
+    """Frames as the worker reads them (the files, or the PNGs Blender decodes), inserted as the
+    "generated" strip, render at the cut as the source's own frame does: a PNG strip flipped,
+    moved, turned and cropped (Blender mirrors after the transform: a flip baked into the
+    frames came out mirrored), and an OpenEXR sprite with soft edges over a colour strip (its
+    decoded PNGs hold straight alpha, where the EXR's is premultiplied)."""
+    scene = bpy.data.scenes.new("Seam")
+    collection = bl.strips_of(scene.sequence_editor_create())
+    kw = {"length": 60} if bpy.app.version >= (5, 0, 0) else {"frame_end": 61}
+    collection.new_effect("under", "COLOR", 1, 1, **kw).color = (0.2, 0.5, 0.9)
+    soft_dir = os.path.join(args.work, "soft_exr")
+    write_soft_sprites(soft_dir, 4)
+    folder = os.path.join(args.work, "seam")
+    os.makedirs(folder, exist_ok=True)
+    out = {}
+    for name in ("flipped", "soft_exr"):
+        if name == "flipped":
+            src = collection.new_image(name, os.path.join(args.frames, "frame_0001.png"), 2, 1)
+            for i in range(2, 5):
+                src.elements.append(f"frame_{i:04d}.png")
+            src.use_flip_x = src.use_flip_y = True
+            src.transform.offset_x, src.transform.offset_y = 9.0, -4.0
+            src.transform.rotation = 0.3
+            src.crop.min_x, src.crop.max_y = 6, 3
+        else:
+            src = collection.new_image(name, os.path.join(soft_dir, "soft_0001.exr"), 2, 1)
+            for i in range(2, 5):
+                src.elements.append(f"soft_{i:04d}.exr")
+        frames = S.visible_frame_paths(src)  # what Train and Extend read, at full size
+        last = frames[-1]
+        new = S.insert_image_strip(
+            scene, src, os.path.dirname(last), [os.path.basename(last)], src.frame_final_end
+        )
+        a = bl.render(scene, src.frame_final_end - 1, os.path.join(folder, f"{name}_src"))
+        b = bl.render(scene, src.frame_final_end, os.path.join(folder, f"{name}_new"))
+        alpha = new.alpha_mode
+        new.alpha_mode = "PREMUL" if alpha == "STRAIGHT" else "STRAIGHT"  # the other way
+        c = bl.render(scene, src.frame_final_end, os.path.join(folder, f"{name}_other"))
+        new.alpha_mode = alpha
+        out[name] = {
+            "other_alpha_mean": round(float(np.abs(a - c).mean() * 255), 3),
+            "needs_decode": D.needs_decode(src),
+            "new_alpha": new.alpha_mode,
+            "new_flip": [new.use_flip_x, new.use_flip_y],
+            "mean": round(float(np.abs(a - b).mean() * 255), 3),
+            "max": round(float(np.abs(a - b).max() * 255), 3),
+        }
+        collection.remove(new)
+        collection.remove(src)
+    bl.result(stage="seam", **out)
+    bpy.data.scenes.remove(scene)
+
+
+def tiff_stage(S, D, args):
+    """Float RGB TIFF frames (Pillow reads none; Blender does): Blender decodes them, to what
+    the timeline shows; an 8-bit TIFF strip the worker reads itself."""
+    scene = bpy.data.scenes.new("Tiff")
+    collection = bl.strips_of(scene.sequence_editor_create())
+    folder = os.path.join(args.work, "float_tiff")
+    os.makedirs(folder, exist_ok=True)
+    yy, xx = np.mgrid[0:36, 0:64].astype(np.float32)
+    for i in range(4):
+        a = np.zeros((36, 64, 3), np.float32)
+        a[..., 0], a[..., 2] = xx / 63, yy / 35
+        a[..., 1] = ((xx - 6 * i) // 8 % 2) * 0.6  # stripes moving right
+        _tiff.write_float_tiff(os.path.join(folder, f"t_{i + 1:04d}.tif"), a)
+    strip = collection.new_image("float_tiff", os.path.join(folder, "t_0001.tif"), 1, 1)
+    for i in range(2, 5):
+        strip.elements.append(f"t_{i:04d}.tif")
+    frames = S.visible_frame_paths(strip)
+    truth = timeline_truth(scene, 1, 4, os.path.join(args.work, "truth_tiff"))
+    eight = os.path.join(args.work, "tiff8")
+    os.makedirs(eight, exist_ok=True)
+    for i in range(3):
+        img = bpy.data.images.new("t8", 64, 36)
+        img.filepath_raw = os.path.join(eight, f"e_{i + 1:04d}.tif")
+        img.file_format = "TIFF"
+        img.save()
+        bpy.data.images.remove(img)
+    plain = collection.new_image("tiff8", os.path.join(eight, "e_0001.tif"), 2, 1)
+    for i in range(2, 4):
+        plain.elements.append(f"e_{i:04d}.tif")
+    bl.result(
+        stage="tiff",
+        needs_decode=D.needs_decode(strip),
+        decoded=[os.path.splitext(f)[1] for f in frames],
+        vs_timeline=differences(frames, truth),
+        stripes_move=differences(frames[:1], frames[1:2]),
+        eight_bit_needs_decode=D.needs_decode(plain),
+    )
+    bpy.data.scenes.remove(scene)
 
 
 def main():
@@ -286,7 +405,8 @@ def main():
     bl.result(stage="reversed", frames=match(reversed_frames[:3], args.frames))
 
     # Strobe, and a reversed, flipped PNG strip (which the worker could read, but not as the
-    # timeline shows it): the decoded frames equal what the timeline renders.
+    # timeline shows it): the decoded frames equal what the timeline renders, mirrored back (the
+    # flip is left to the strip: Blender mirrors after the transform, see the seam stage).
     movie.strobe = 3.0
     strobed = S.visible_frame_paths(movie)
     truth = timeline_truth(scene, 12, 22, os.path.join(args.work, "truth_movie"))
@@ -303,7 +423,8 @@ def main():
         strobe_sources=[m["source"] for m in match(strobed, args.frames)],
         strobe_vs_timeline=differences(strobed, truth),
         flipped_needs_decode=D.needs_decode(flipped),
-        flipped_vs_timeline=differences(flipped_frames, flipped_truth),
+        flipped_vs_timeline=differences(flipped_frames, flipped_truth, mirror=True),
+        flipped_vs_unmirrored=differences(flipped_frames, flipped_truth),
         flipped_count=len(flipped_frames),
         # A movie Blender plays at its own rate (30 fps in a 24 fps scene: 30 frames over 24)
         # and one slower than the scene (24 over 30); retiming matches neither.
@@ -454,6 +575,8 @@ def main():
     )
 
     alpha_stage(S, D, scene, args)
+    seam_stage(S, D, args)
+    tiff_stage(S, D, args)
 
     # The cache in the preferences, and its Clear button.
     prefs = bpy.context.preferences.addons[addon.__name__].preferences

@@ -182,6 +182,39 @@ def main():
         resolution=S.strip_resolution(strip),
     )
 
+    # Hold Offsets cut elements off the content (Blender shows element i + the start offset at
+    # content frame i): not retiming, and the frames used are the ones the timeline shows.
+    hold = bl.add_image_strip("hold", args.frames, 16, channel=3, frame_start=40)
+    S.put(hold, "content_trim_start", 2)
+    S.put(hold, "content_trim_end", 1)
+    hold.frame_offset_start = 1  # and a handle trim on top
+    shown_by_blender = [
+        hold.strip_elem_from_frame(f).filename
+        for f in range(S.left_handle(hold), S.right_handle(hold))
+    ]
+    hold_visible = names(S.visible_frame_paths(hold))
+    hold.use_reverse_frames = True  # Blender decodes it now: the same files, reversed
+    reversed_shown = [
+        hold.strip_elem_from_frame(f).filename
+        for f in range(S.left_handle(hold), S.right_handle(hold))
+    ]
+    reversed_elements = [
+        hold.elements[addon.decode._shown_element(hold, i)].filename
+        for i in S.visible_indices(hold)
+    ]
+    hold.use_reverse_frames = False
+    bl.result(
+        stage="hold_offsets",
+        problem=S.strip_problem(hold, check_files=True),
+        shown_by_blender=shown_by_blender,
+        visible=hold_visible,
+        end_context=names(S.context_frame_paths(hold, "END", 0)),
+        resolution=S.strip_resolution(hold),
+        reversed_shown=reversed_shown,
+        reversed_elements=reversed_elements,
+    )
+    bl.top_strips().remove(hold)
+
     # The file list remembered for panels and polls follows every change the key sees at
     # once; a middle element's new file name shows after the TTL, and jobs read it afresh.
     mem = bl.add_image_strip("mem", args.frames, 6, channel=30)
