@@ -157,8 +157,10 @@ def test_movie_and_exr_strips_decode_train_extend(python, blender, built_zip, fr
     flipped, soft = seam["flipped"], seam["soft_exr"]
     assert flipped["needs_decode"] is False and flipped["new_flip"] == [True, True], seam
     assert soft["needs_decode"] is True and soft["new_alpha"] == "STRAIGHT", seam
+    # (The max: 8-bit straight alpha is coarse where alpha is low: 6-14/255 at a few soft-edge
+    # pixels, 4.5-5.0.)
     for case in (flipped, soft):
-        assert case["mean"] < 0.5 and case["max"] < 8.0, seam
+        assert case["mean"] < 0.5 and case["max"] < 24.0, seam
     assert soft["other_alpha_mean"] > 1.0, seam  # premultiplied, as the EXR: edges too bright
 
     # Float RGB TIFF frames, which the worker cannot read, are decoded by Blender as shown.
