@@ -22,7 +22,7 @@ def test_disable_enable_twice(python, blender, built_zip):
         facts = run.stage(stage)
         assert {k: facts[k] for k in registered} == registered, (stage, facts)
         assert len(facts["classes"]) == 10, facts["classes"]
-        assert facts["settings_steps"] == 2000  # scene.fsgan works, with its default
+        assert facts["settings_steps"] == 400  # scene.fsgan works, with its default
     for stage in ("disabled0", "disabled1"):
         facts = run.stage(stage)
         assert facts["enabled"] is False
