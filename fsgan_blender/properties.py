@@ -61,7 +61,7 @@ class FSGAN_PG_settings(bpy.types.PropertyGroup):
         description="Training ends after this many minutes even if fewer steps ran (0: no "
         "limit, the steps decide). 400 steps take about 2 minutes on a 2-core CPU with bf16 "
         "hardware, 6 on one without, under 1 on a GPU",
-        default=5.0,
+        default=2.0,
         min=0.0,
         soft_max=120.0,
         subtype="TIME_ABSOLUTE",
