@@ -49,9 +49,9 @@ class FSGAN_PG_settings(bpy.types.PropertyGroup):
     )
     steps: IntProperty(
         name="Steps",
-        description="Most training steps; training also ends at the Time Limit. About 400 "
-        "continue a strip best: fewer move too little, many more fit the strip's own frames "
-        "at the cost of new ones (docs/QUALITY.md)",
+        description="Most training steps; training also ends at the Time Limit. The quality "
+        "was measured at about 400; many more fit the strip's own frames at the cost of new "
+        "ones (docs/QUALITY.md)",
         default=400,
         min=1,
         soft_max=100000,
