@@ -8,9 +8,12 @@ temporary HOME). It encodes a test movie with Blender's own FFmpeg (a moving tex
 ``--crf`` quality, not timed), adds it as a movie strip and times ``fsgan_blender.strips``:
 
 1. ``visible_frame_paths(strip, 2 x training size)``: what *Train on strip* decodes (all frames);
-2. ``context_frame_paths(strip, "END", ...)``: what *Extend animation* decodes (8 frames, full
-   size);
-3. the same training call again: the cache.
+2. ``context_frame_paths(strip, "END", ...)``: what *Extend animation* decodes without Continue
+   Loops (8 frames, full size);
+3. the same training call again: the cache;
+4. with Continue Loops (the default) *Extend* reads up to ``strips.LOOP_HISTORY`` (96) frames at
+   full size: decoded in one go (a script's way) and, from an empty cache again, by the UI's
+   ``DecodeTask`` a chunk per timer event. Its longest step is the longest the window waits.
 
 It prints one JSON line with the timings and frames per second. Nothing here is a pass/fail test.
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -73,6 +77,12 @@ def main() -> None:
     p.add_argument("--train", type=size, default=(128, 72), help="training resolution, WxH")
     p.add_argument("--crf", default="MEDIUM", help="Blender's H.264 quality enum (not timed)")
     p.add_argument("--json", default=None, help="also write the result here")
+    p.add_argument(
+        "--ui-pixels",
+        type=int,
+        default=None,
+        help="pixels the UI's decode renders per step (default: decode.DECODE_CHUNK_PIXELS)",
+    )
     args = p.parse_args()
 
     home = tempfile.mkdtemp(prefix="fsgan_decode_")
@@ -81,7 +91,7 @@ def main() -> None:
     import bpy
 
     sys.path.insert(0, str(ROOT))
-    from fsgan_blender import strips
+    from fsgan_blender import decode, strips
 
     movie = os.path.join(home, "movie.mp4")
     encode(movie, args.frames, *args.size, args.crf)
@@ -99,6 +109,24 @@ def main() -> None:
     strips.visible_frame_paths(strip, (2 * tw, 2 * th))
     t3 = time.perf_counter()
 
+    history = strips.context_indices(strip, "END", 0, strips.LOOP_HISTORY)
+    folder = decode._plan(strip, None)[1]
+    shutil.rmtree(folder, ignore_errors=True)
+    t4 = time.perf_counter()
+    strips.context_frame_paths(strip, "END", 0, strips.LOOP_HISTORY)
+    t5 = time.perf_counter()
+    shutil.rmtree(folder, ignore_errors=True)
+    if args.ui_pixels:
+        decode.DECODE_CHUNK_PIXELS = args.ui_pixels
+    task = decode.DecodeTask(scene.name, strip.name, None, indices=history, purpose="extending")
+    steps = []
+    while True:
+        ts = time.perf_counter()
+        finished = task.step()
+        steps.append(time.perf_counter() - ts)
+        if finished:
+            break
+
     from PIL import Image
 
     result = {
@@ -113,6 +141,12 @@ def main() -> None:
         "context_size": list(Image.open(context[0]).size),
         "context_s": round(t2 - t1, 3),
         "cached_s": round(t3 - t2, 4),
+        "loops_frames": len(history),
+        "loops_one_go_s": round(t5 - t4, 3),
+        "loops_task_chunk": task.chunk,
+        "loops_task_steps": len(steps),
+        "loops_task_total_s": round(sum(steps), 3),
+        "loops_task_longest_step_s": round(max(steps), 3),
         "cpu_count": os.cpu_count(),
         "load_avg": [round(x, 2) for x in os.getloadavg()],
     }

@@ -32,6 +32,8 @@ from . import filecheck, filememo, paths, strips
 WORKER_IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".tga")
 DECODED_CACHE_KEEP = 8  # strips (per size) whose decoded frames stay in the user folder
 DECODE_CHUNK = 48  # frames Blender decodes between two progress updates
+DECODE_CHUNK_PIXELS = 1 << 22  # pixels the UI's first decode step renders (two 1080p frames)
+DECODE_STEP_S = 0.5  # seconds a UI decode step aims at (the window waits that long); 0: fixed
 DECODE_VERSION = 4  # part of every cache key: bump when what a decoded frame holds changes
 _IN_USE_S = 600  # a cache folder touched this recently may serve another Blender: kept
 
@@ -379,15 +381,36 @@ def uncached(strip, indices: list[int], max_size: tuple[int, int] | None = None)
 
 
 class DecodeTask:
-    """Decodes a strip's visible frames a chunk per ``step()``, for a modal operator: Blender
-    handles its events between two chunks, so the window stays responsive. The strip is found
-    again by name at every step, since the user works meanwhile."""
+    """Decodes a strip's frames a chunk per ``step()``, for a modal operator: Blender handles
+    its events between two chunks, so the window stays responsive. The strip is found again by
+    name at every step, since the user works meanwhile.
 
-    def __init__(self, scene_name: str, strip_name: str, max_size: tuple[int, int], chunk=16):
+    ``indices``: the content frames to decode, or None for every visible frame (the strip may
+    be lengthened meanwhile: the new ones are decoded too). ``max_size``: scaled down to fit
+    it, or None for the source's size. The first chunk holds at most ``chunk`` frames and
+    ``DECODE_CHUNK_PIXELS``; later ones as many as take about ``DECODE_STEP_S`` (``next_chunk``),
+    so that a 1080p movie does not hold the window for seconds between two events, nor a small
+    one decode a frame per event. ``purpose``: "training" or "extending", for the panel and
+    messages."""
+
+    def __init__(
+        self,
+        scene_name: str,
+        strip_name: str,
+        max_size: tuple[int, int] | None,
+        chunk: int = 16,
+        indices: list[int] | None = None,
+        purpose: str = "training",
+    ):
         self.scene_name, self.strip_name = scene_name, strip_name
-        self.max_size, self.chunk = max_size, chunk
+        self.max_size, self.purpose = max_size, purpose
+        self.indices = None if indices is None else list(indices)
         self.done = 0
-        strip, todo, _, _ = self._todo()
+        self._planned: tuple = ()
+        self._pending: list[int] = []
+        strip, todo, size, _ = self._todo()
+        self.most = chunk
+        self.chunk = max(1, min(chunk, DECODE_CHUNK_PIXELS // max(1, size[0] * size[1])))
         self.total = len(todo)
         if strip.type == "IMAGE":  # a damaged file is reported now, not after minutes of work
             _refuse_damaged(strip, todo, load=False)
@@ -397,31 +420,57 @@ class DecodeTask:
         scene = bpy.data.scenes.get(self.scene_name)
         strip = strips.find_strip(scene, self.strip_name) if scene is not None else None
         if strip is None:
-            raise ValueError(f"The strip '{self.strip_name}' is gone; nothing was trained.")
+            nothing = "nothing was trained" if self.purpose == "training" else "nothing was made"
+            raise ValueError(f"The strip '{self.strip_name}' is gone; {nothing}.")
         return strip
 
     def _todo(self):
-        """(strip, frames still to decode, decoded size, cache folder), looked up afresh."""
+        """(strip, frames still to decode, decoded size, cache folder), looked up afresh. The
+        cache is searched once per plan, not at every step: a long strip's steps would each
+        look at all of its files again."""
         strip = self._strip()
         size, folder = _plan(strip, self.max_size)
-        todo = [i for i in strips.visible_indices(strip) if not os.path.isfile(_cached(folder, i))]
-        return strip, todo, size, folder
+        wanted = strips.visible_indices(strip) if self.indices is None else self.indices
+        plan = (folder, wanted)
+        if plan != self._planned:  # the first step, or the strip or its settings changed
+            self._planned = plan
+            self._pending = [i for i in wanted if not os.path.isfile(_cached(folder, i))]
+        else:
+            while self._pending and os.path.isfile(_cached(folder, self._pending[0])):
+                self._pending.pop(0)  # decoded meanwhile (another Blender, say)
+        return strip, list(self._pending), size, folder
 
     @property
     def fraction(self) -> float:
         return self.done / self.total if self.total else 1.0
 
     def step(self) -> bool:
-        """Decode the next chunk; True when every visible frame is in the cache."""
+        """Decode the next chunk; True when every frame asked for is in the cache."""
         strip, todo, size, folder = self._todo()
         self.total = max(self.total, self.done + len(todo))  # the user may lengthen the strip
         if not todo:
             self.done = self.total
             return True
         chunk = todo[: self.chunk]
+        began = time.monotonic()
         _decode_into(strip, chunk, size, folder)
+        if DECODE_STEP_S > 0:
+            self.chunk = next_chunk(len(chunk), time.monotonic() - began, self.most)
+        del self._pending[: len(chunk)]
         self.done += len(chunk)
         return len(chunk) == len(todo)
+
+
+def next_chunk(frames: int, seconds: float, most: int, target: float | None = None) -> int:
+    """The frames of the next UI decode step, from the last one's ``frames`` and ``seconds``:
+    as many as take about ``target`` (``DECODE_STEP_S``) at the last step's pace, at most
+    twice as many as then and at most ``most``; at least one. Each step also has a fixed cost
+    (a scratch scene, opening the movie: about 0.15 s on a 2-core CPU), so the chunk settles a
+    little under the target's count at the per-frame cost alone."""
+    target = DECODE_STEP_S if target is None else target
+    if seconds <= 0:
+        return min(most, 2 * frames)
+    return max(1, min(most, 2 * frames, int(frames * target / seconds)))
 
 
 def _copy_strip(collection, strip) -> Callable[[int], int]:

@@ -41,7 +41,7 @@ _outcome: dict | None = None
 _estimate: dict | None = None
 # The last training run that finished with a checkpoint (for scripts).
 _last_train: dict | None = None
-# Frames Blender decodes before a training job starts (UI only), for the panel and Cancel,
+# Frames Blender decodes before a job starts (UI only), for the panel and Cancel,
 # and the (window manager, timer) that drives it, for unregister.
 _decoding: decode.DecodeTask | None = None
 _decode_timer: tuple | None = None
@@ -131,8 +131,8 @@ def estimate_text(est: dict) -> str:
 def _running_problem() -> str | None:
     if _decoding is not None:
         return (
-            f"Blender is decoding the frames of '{_decoding.strip_name}' for training; cancel "
-            "it or wait for it to finish."
+            f"Blender is decoding the frames of '{_decoding.strip_name}' for "
+            f"{_decoding.purpose}; cancel it or wait for it to finish."
         )
     job = worker_client.current()
     if job is not None and not job.finished:
@@ -291,7 +291,7 @@ class _JobOperator:
 
     # -- non-blocking (UI) -----------------------------------------------------------------------
 
-    def invoke(self, context, event):
+    def _invoke_job(self, context):
         if bpy.app.background or context.window is None:
             return self.execute(context)
         job = self._start(context)
@@ -304,7 +304,7 @@ class _JobOperator:
         tag_redraw(context)
         return {"RUNNING_MODAL"}
 
-    def modal(self, context, event):
+    def _modal_job(self, context, event):
         job = self._job
         # Every other event (ESC included: it stops playback, cancels a grab, closes a menu
         # while the job runs on) goes on to Blender; the panel's and status bar's Cancel stop it.
@@ -318,8 +318,110 @@ class _JobOperator:
         context.window_manager.event_timer_remove(self._timer)
         return self._end(context, job)
 
+    # -- UI: decode a movie's (or EXR) frames a chunk per timer event, then start the job ---------
+
+    def _decode_task(self, context) -> decode.DecodeTask | None:
+        """The frames Blender must decode before the job can start, or None (nothing to
+        decode, all of it cached, or a problem that _start() reports)."""
+        return None
+
+    def _precheck(self, context) -> None:
+        """Raise ValueError for what would refuse the job after the decode (said at once)."""
+
+    def invoke(self, context, event):
+        if bpy.app.background or context.window is None or _running_problem():
+            return self._invoke_job(context)
+        try:
+            task = self._decode_task(context)
+        except (ValueError, OSError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        if task is None:  # nothing to decode, or all of it cached
+            return self._invoke_job(context)
+        try:  # a worker that can't run, or a job refused, is said now, not after the decode
+            self._precheck(context)
+            prefs = preferences.get(context)
+            python, source = preferences.resolve_python(prefs)
+            worker_client.check_python(python, source)
+            worker_client.find_core_parent(preferences.addon_dir())
+        except (ValueError, worker_client.WorkerError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        global _decoding, _decode_timer
+        _decoding = self._decode = task
+        _log(f"decoding {task.total} frames of '{task.strip_name}' before {task.purpose}")
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.05, window=context.window)
+        _decode_timer = (wm, self._timer)
+        wm.modal_handler_add(self)
+        tag_redraw(context)
+        return {"RUNNING_MODAL"}
+
+    def _continue_with(self, task: decode.DecodeTask) -> None:
+        global _decoding
+        _decoding = self._decode = task
+
+    def _end_decode(self, context) -> None:
+        global _decoding, _decode_timer
+        _decoding = self._decode = _decode_timer = None
+        if getattr(self, "_timer", None) is not None:
+            context.window_manager.event_timer_remove(self._timer)
+            self._timer = None
+        tag_redraw(context)
+
+    def modal(self, context, event):
+        task = getattr(self, "_decode", None)
+        if task is None:
+            return self._modal_job(context, event)
+        if task.cancelled or _decoding is not task:
+            self._end_decode(context)
+            self.report({"WARNING"}, "Decoding cancelled; decoded frames stay cached.")
+            return {"CANCELLED"}
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        try:
+            finished = task.step()
+        except Exception as exc:  # noqa: BLE001 - never leave the add-on stuck "decoding"
+            self._end_decode(context)
+            known = isinstance(exc, (ValueError, OSError))
+            self.report({"ERROR"}, str(exc) if known else f"Decoding failed: {exc!r}")
+            return {"CANCELLED"}
+        tag_redraw(context)
+        if not finished:
+            return {"PASS_THROUGH"}
+        strip = strips.active_strip(context)
+        scene = strips.sequencer_scene(context)
+        if strip is None or (scene.name, strip.name) != (task.scene_name, task.strip_name):
+            self._end_decode(context)
+            button = "Train" if self.kind == "train" else "Extend"
+            self.report(
+                {"ERROR"},
+                f"The active strip changed while '{task.strip_name}' was decoded; select it and "
+                f"press {button} again (its frames are cached).",
+            )
+            return {"CANCELLED"}
+        try:  # the size or the frames may have changed meanwhile: decode those too
+            again = self._decode_task(context)
+        except (ValueError, OSError) as exc:
+            self._end_decode(context)
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        if again is not None:
+            self._continue_with(again)
+            return {"PASS_THROUGH"}
+        self._end_decode(context)
+        job = self._start(context)  # every frame is cached now: it starts at once
+        if job is None:
+            return {"CANCELLED"}
+        self._job = job
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.25, window=context.window)
+        return {"RUNNING_MODAL"}
+
     def cancel(self, context):
         # Blender ends the modal operator (file load, window closed): end the worker too.
+        if getattr(self, "_decode", None) is not None:
+            self._end_decode(context)
         if getattr(self, "_timer", None) is not None:
             context.window_manager.event_timer_remove(self._timer)
             self._timer = None
@@ -460,36 +562,6 @@ class FSGAN_OT_train_on_strip(_JobOperator, bpy.types.Operator):
         )
         return job, strip.name
 
-    # -- UI: decode a movie's (or EXR) frames a chunk per timer event, then start the job ---------
-
-    def invoke(self, context, event):
-        if bpy.app.background or context.window is None or _running_problem():
-            return super().invoke(context, event)
-        try:
-            task = self._decode_task(context)
-        except (ValueError, OSError) as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        if task is None:  # nothing to decode, or all of it cached
-            return super().invoke(context, event)
-        try:  # a worker that can't run is said now, not after the whole decode
-            prefs = preferences.get(context)
-            python, source = preferences.resolve_python(prefs)
-            worker_client.check_python(python, source)
-            worker_client.find_core_parent(preferences.addon_dir())
-        except (ValueError, worker_client.WorkerError) as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        global _decoding, _decode_timer
-        _decoding = self._decode = task
-        _log(f"decoding {task.total} frames of '{task.strip_name}' before training")
-        wm = context.window_manager
-        self._timer = wm.event_timer_add(0.05, window=context.window)
-        _decode_timer = (wm, self._timer)
-        wm.modal_handler_add(self)
-        tag_redraw(context)
-        return {"RUNNING_MODAL"}
-
     def _decode_task(self, context) -> decode.DecodeTask | None:
         scene = strips.sequencer_scene(context)
         strip = strips.active_strip(context)
@@ -498,71 +570,6 @@ class FSGAN_OT_train_on_strip(_JobOperator, bpy.types.Operator):
         size = (2 * self._value(scene.fsgan, "width"), 2 * self._value(scene.fsgan, "height"))
         task = decode.DecodeTask(scene.name, strip.name, size)
         return task if task.total else None
-
-    def _continue_with(self, task: decode.DecodeTask) -> None:
-        global _decoding
-        _decoding = self._decode = task
-
-    def _end_decode(self, context) -> None:
-        global _decoding, _decode_timer
-        _decoding = self._decode = _decode_timer = None
-        if getattr(self, "_timer", None) is not None:
-            context.window_manager.event_timer_remove(self._timer)
-            self._timer = None
-        tag_redraw(context)
-
-    def modal(self, context, event):
-        task = getattr(self, "_decode", None)
-        if task is None:
-            return super().modal(context, event)
-        if task.cancelled or _decoding is not task:
-            self._end_decode(context)
-            self.report({"WARNING"}, "Decoding cancelled; decoded frames stay cached.")
-            return {"CANCELLED"}
-        if event.type != "TIMER":
-            return {"PASS_THROUGH"}
-        try:
-            finished = task.step()
-        except Exception as exc:  # noqa: BLE001 - never leave the add-on stuck "decoding"
-            self._end_decode(context)
-            known = isinstance(exc, (ValueError, OSError))
-            self.report({"ERROR"}, str(exc) if known else f"Decoding failed: {exc!r}")
-            return {"CANCELLED"}
-        tag_redraw(context)
-        if not finished:
-            return {"PASS_THROUGH"}
-        strip = strips.active_strip(context)
-        scene = strips.sequencer_scene(context)
-        if strip is None or (scene.name, strip.name) != (task.scene_name, task.strip_name):
-            self._end_decode(context)
-            self.report(
-                {"ERROR"},
-                f"The active strip changed while '{task.strip_name}' was decoded; select it and "
-                "press Train again (its frames are cached).",
-            )
-            return {"CANCELLED"}
-        try:  # the training size may have changed meanwhile: decode on at the new one
-            again = self._decode_task(context)
-        except (ValueError, OSError) as exc:
-            self._end_decode(context)
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        if again is not None:
-            self._continue_with(again)
-            return {"PASS_THROUGH"}
-        self._end_decode(context)
-        job = self._start(context)  # every frame is cached now: it starts at once
-        if job is None:
-            return {"CANCELLED"}
-        self._job = job
-        wm = context.window_manager
-        self._timer = wm.event_timer_add(0.25, window=context.window)
-        return {"RUNNING_MODAL"}
-
-    def cancel(self, context):
-        if getattr(self, "_decode", None) is not None:
-            self._end_decode(context)
-        super().cancel(context)
 
     def _check_job(self, context, python, core_parent, extra_paths, job_dict):
         global _estimate
@@ -670,6 +677,20 @@ class FSGAN_OT_train_on_strip(_JobOperator, bpy.types.Operator):
         return {"FINISHED"}
 
 
+def extend_decode_task(scene, strip, start: str, loops: bool) -> decode.DecodeTask | None:
+    """The frames an Extend from ``start`` reads that Blender must decode first (at the
+    source's size: up to ``strips.LOOP_HISTORY`` of them with Continue Loops), as a task the
+    UI runs a chunk per timer event; None when they are all cached (or the playhead is off the
+    strip, which _start() reports)."""
+    history = strips.LOOP_HISTORY if loops else strips.CONTEXT_FRAMES
+    try:
+        indices = strips.context_indices(strip, start, scene.frame_current, history)
+    except ValueError:
+        return None
+    task = decode.DecodeTask(scene.name, strip.name, None, indices=indices, purpose="extending")
+    return task if task.total else None
+
+
 class FSGAN_OT_extend_animation(_JobOperator, bpy.types.Operator):
     """Generate new frames with the strip's model and add them as a strip after it"""
 
@@ -732,7 +753,9 @@ class FSGAN_OT_extend_animation(_JobOperator, bpy.types.Operator):
             return False
         return True
 
-    def _prepare(self, context):
+    def _checked(self, context) -> tuple:
+        """(scene, strip, start, count, out_dir) once everything but the frames is known to
+        work; ValueError (one sentence) when the job would be refused."""
         scene = strips.sequencer_scene(context)
         s = scene.fsgan
         strip = strips.active_strip(context)
@@ -757,6 +780,34 @@ class FSGAN_OT_extend_animation(_JobOperator, bpy.types.Operator):
             raise ValueError(
                 f"{exc} Make room above the strip '{strip.name}', or extend fewer frames."
             ) from None
+        out_dir = paths.output_dir(s, strip.name)
+        try:
+            os.makedirs(out_dir, exist_ok=True)
+            writable = os.path.isdir(out_dir) and os.access(out_dir, os.W_OK)
+        except OSError as exc:
+            writable, out_dir = False, exc.filename or out_dir
+        if not writable:
+            raise ValueError(
+                f"The output folder {out_dir} cannot be written; choose another Output Folder "
+                "in the Extend panel."
+            )
+        return scene, strip, start, count, out_dir
+
+    def _precheck(self, context) -> None:
+        self._checked(context)
+
+    def _decode_task(self, context) -> decode.DecodeTask | None:
+        scene = strips.sequencer_scene(context)
+        strip = strips.active_strip(context)
+        if strips.strip_problem(strip, min_frames=1) or not decode.needs_decode(strip):
+            return None  # _start() reports any problem
+        loops = self._value(scene.fsgan, "continue_loops")
+        return extend_decode_task(scene, strip, self._value(scene.fsgan, "start"), loops)
+
+    def _prepare(self, context):
+        scene, strip, start, count, out_dir = self._checked(context)
+        s = scene.fsgan
+        checkpoint = strips.checkpoint_of(strip)
         loops = self._value(s, "continue_loops")
         history = strips.LOOP_HISTORY if loops else strips.CONTEXT_FRAMES
         frames = strips.context_frame_paths(strip, start, scene.frame_current, history)
@@ -769,17 +820,6 @@ class FSGAN_OT_extend_animation(_JobOperator, bpy.types.Operator):
                     f"{strips.CONTEXT_FRAMES} frames up to the start frame."
                 )
             frames = frames[gap + 1 :]  # older frames find a loop and calibrate the motion
-        out_dir = paths.output_dir(s, strip.name)
-        try:
-            os.makedirs(out_dir, exist_ok=True)
-            writable = os.path.isdir(out_dir) and os.access(out_dir, os.W_OK)
-        except OSError as exc:
-            writable, out_dir = False, exc.filename or out_dir
-        if not writable:
-            raise ValueError(
-                f"The output folder {out_dir} cannot be written; choose another Output Folder "
-                "in the Extend panel."
-            )
         prefix = paths.safe_name(strip.name) + "_"
         self._job_dir = paths.job_dir("extend")
         self._scene_name = scene.name
@@ -916,7 +956,7 @@ class FSGAN_OT_cancel_job(bpy.types.Operator):
         return True
 
     def execute(self, context):
-        if _decoding is not None:  # the train operator's modal sees it at its next event
+        if _decoding is not None:  # the operator's modal sees it at its next event
             _decoding.cancelled = True
             self.report({"INFO"}, "Cancelling: decoding stops after the current frames.")
             return {"FINISHED"}

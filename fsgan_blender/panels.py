@@ -79,7 +79,7 @@ def draw_job(layout, job: worker_client.WorkerJob) -> None:
 
 def draw_decode(layout, task) -> None:
     box = layout.box()
-    box.label(text=f"Decoding '{task.strip_name}' for training", icon="RENDER_ANIMATION")
+    box.label(text=f"Decoding '{task.strip_name}' for {task.purpose}", icon="RENDER_ANIMATION")
     box.progress(factor=task.fraction, type="BAR", text=f"{task.done} / {task.total} frames")
     row = box.row()
     row.enabled = not task.cancelled
@@ -206,8 +206,9 @@ class FSGAN_PT_training(_SidebarPanel, bpy.types.Panel):
         row.operator("fsgan.train_on_strip", icon="PLAY")
         draw_estimate(layout, strip)
         job = worker_client.current()
-        if operators.current_decode() is not None:
-            draw_decode(layout, operators.current_decode())
+        task = operators.current_decode()
+        if task is not None and task.purpose == "training":
+            draw_decode(layout, task)
         elif job is not None and job.state.kind == "train":
             draw_job(layout, job)
         else:
@@ -254,7 +255,10 @@ class FSGAN_PT_extend(_SidebarPanel, bpy.types.Panel):
         row.scale_y = 1.4
         row.operator("fsgan.extend_animation", icon="SEQ_SEQUENCER")
         job = worker_client.current()
-        if job is not None and job.state.kind == "extend":
+        task = operators.current_decode()
+        if task is not None and task.purpose == "extending":
+            draw_decode(layout, task)
+        elif job is not None and job.state.kind == "extend":
             draw_job(layout, job)
         else:
             draw_outcome(layout, "extend")

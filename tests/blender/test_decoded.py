@@ -37,6 +37,7 @@ def test_movie_and_exr_strips_decode_train_extend(python, blender, built_zip, fr
     c = run.stage("chunks")
     assert c["progress"] == [[4, 11], [8, 11], [11, 11]]
     assert c["runs"] == [[1, 2], [3, 3], [5, 6], [7, 7], [9, 9]]
+    assert c["next_chunk"] == [8, 16, 2, 1, 1, 6]
 
     t = run.stage("task")
     assert t["steps"] == [[0, 11], [4, 11], [8, 11], [11, 11]] and t["left"] == []
@@ -76,6 +77,20 @@ def test_movie_and_exr_strips_decode_train_extend(python, blender, built_zip, fr
     assert new["channel"] == 3  # channel 2 is taken by the colour strip from frame 23
     assert new["colorspace"] == "sRGB"
     assert e["sizes"] == [[64, 36]] * 3  # the movie's size
+    # Extend's decode (the UI's chunk per timer event): the 11 visible frames at the movie's
+    # size, 4 per step; shown in the Extend panel (not Training's), refusing another job; then
+    # nothing is decoded again when the job starts.
+    dec = e["decoding"]
+    assert dec["chunk"] == 4
+    assert dec["steps"] == [[0, 11], [4, 11], [8, 11], [11, 11]], dec
+    assert "is decoding the frames of 'clip' for extending" in dec["poll"], dec
+    labels = [x.get("text") for x in dec["panel"]]
+    assert "Decoding 'clip' for extending" in labels, labels
+    bars = [x["text"] for x in dec["panel"] if x["call"] == "progress"]
+    assert bars == ["11 / 11 frames"], dec["panel"]
+    assert not any("Decoding" in str(x.get("text")) for x in dec["train_panel"]), dec
+    assert dec["cached_task"] is True and dec["no_loops_task"] is True
+    assert dec["cached_files"] == 11 and dec["decoded_again"] == [], dec
 
     x = run.stage("exr")
     assert x["needs_decode"] is True and x["png_needs_decode"] is False

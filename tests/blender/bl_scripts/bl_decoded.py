@@ -362,8 +362,18 @@ def main():
         stage="chunks",
         progress=calls,
         runs=D._chunks([9, 1, 2, 3, 5, 6, 7], most=2),
+        # the UI's next step at the last one's pace (target 0.5 s, at most 16 frames)
+        next_chunk=[
+            D.next_chunk(4, 0.1, 16, 0.5),  # 20 would fit; twice the last at most
+            D.next_chunk(16, 0.25, 16, 0.5),  # the most
+            D.next_chunk(2, 0.5, 16, 0.5),  # on target
+            D.next_chunk(4, 1.6, 16, 0.5),  # slow: fewer
+            D.next_chunk(1, 3.0, 16, 0.5),  # never none
+            D.next_chunk(3, 0.0, 16, 0.5),
+        ],
     )
     D.DECODE_CHUNK = 48
+    D.DECODE_STEP_S = 0  # the tasks below keep their first chunk: steps known in advance
 
     # The UI's way: a chunk per timer event (the modal operator needs a window; this drives
     # the same task, and shows it in the panel, the status bar and Cancel).
@@ -448,7 +458,35 @@ def main():
         device="cpu",
     )  # fmt: skip
     movie = bl.top_strips()["clip"]
+    # Extend in the UI decodes its context (all 11 visible frames with Continue Loops, at the
+    # movie's size) a chunk per timer event first, as Train does; the job then finds them all.
+    full_cache = D._plan(movie, None)[1]
+    shutil.rmtree(full_cache)
+    D.DECODE_CHUNK_PIXELS = 4 * 64 * 36  # 4 frames of the movie's size per step
+    etask = addon.operators.extend_decode_task(scene, movie, "END", True)
+    D.DECODE_CHUNK_PIXELS = 1 << 22
+    esteps = [[etask.done, etask.total]]
+    while not etask.step():
+        esteps.append([etask.done, etask.total])
+    esteps.append([etask.done, etask.total])
+    addon.operators._decoding = etask
+    extend_decoding = {
+        "steps": esteps,
+        "chunk": etask.chunk,
+        "poll": bl.call_op(bpy.ops.fsgan.extend_animation)["error"],
+        "panel": bl.draw_panel(addon.panels.FSGAN_PT_extend),
+        "train_panel": bl.draw_panel(addon.panels.FSGAN_PT_training),
+        "cached_task": addon.operators.extend_decode_task(scene, movie, "END", True),
+        "no_loops_task": addon.operators.extend_decode_task(scene, movie, "END", False),
+    }
+    addon.operators._decoding = None
+    extend_decoding["cached_task"] = extend_decoding["cached_task"] is None
+    extend_decoding["no_loops_task"] = extend_decoding["no_loops_task"] is None
+    before = {f: os.stat(os.path.join(full_cache, f)).st_mtime_ns for f in os.listdir(full_cache)}
     extend = bl.call_op(bpy.ops.fsgan.extend_animation, "EXEC_DEFAULT", True, count=3)
+    after = {f: os.stat(os.path.join(full_cache, f)).st_mtime_ns for f in os.listdir(full_cache)}
+    extend_decoding["decoded_again"] = sorted(f for f in after if before.get(f) != after[f])
+    extend_decoding["cached_files"] = len(before)
     new = scene.sequence_editor.active_strip
     files = [os.path.join(bpy.path.abspath(new.directory), e.filename) for e in new.elements]
     bl.result(
@@ -460,6 +498,7 @@ def main():
         sizes=[image_size(f) for f in files],
         movie_end=movie.frame_final_end,
         movie_channel=movie.channel,
+        decoding=extend_decoding,
     )
 
     # OpenEXR frames, which the worker does not read: Blender decodes them as well.
