@@ -35,7 +35,12 @@ import torch.nn.functional as F
 
 from core.data import Clip, Letterbox, list_frames, load_clip, load_full_size, to_float
 from core.device import pick_device
-from core.generate import FullSizePredictor, calibrate_motion_gain, load_generator
+from core.generate import (
+    FullSizePredictor,
+    calibrate_motion_gain,
+    load_generator,
+    reference_picks,
+)
 from core.loops import HISTORY, find_loop, loop_index
 from core.train import Trainer
 
@@ -293,7 +298,12 @@ def run_clip(folder: str, methods: dict, seeds: list[int], device: str, precisio
                 if not loop and period is None:
                     continue  # no loop: the same as the method's own row
                 if gain is None:  # calibrated on the frames before the split, as extend does
-                    gain, _ = calibrate_motion_gain(g, mcfg, full[:n_train], rt)
+                    # for STABILITY_FRAMES new frames (kept steady against the same frames)
+                    history = full[max(0, n_train - HISTORY) : n_train]
+                    reference = history[reference_picks(len(history))]
+                    gain, _ = calibrate_motion_gain(
+                        g, mcfg, full[:n_train], rt, ahead=STABILITY_FRAMES, reference=reference
+                    )
                 kw.setdefault("gain", gain)
                 pred = FullSizePredictor(g, mcfg, box, rt, **kw)
                 long = pred.rollout(full[n_train - k : n_train], STABILITY_FRAMES).cpu()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Callable
+from functools import partial
 
 import torch
 import torch.nn as nn
@@ -261,14 +262,22 @@ class FullSizePredictor:
     def box_hw(self) -> tuple[int, int]:
         return self.box.dst_h, self.box.dst_w
 
-    def rollout(self, context: torch.Tensor, count: int) -> torch.Tensor:
-        """(K, C, H, W) full-size context -> (count, C, H, W) frames, each from the previous."""
+    def rollout(
+        self,
+        context: torch.Tensor,
+        count: int,
+        until: Callable[[torch.Tensor], bool] | None = None,
+    ) -> torch.Tensor:
+        """(K, C, H, W) full-size context -> (count, C, H, W) frames, each from the previous;
+        fewer when ``until(frame)`` says stop (the frame it was given is the last one)."""
         ctx = context[None].to(self.rt.device).float()
         self.begin(ctx)
         out = []
         for _ in range(count):
             nxt = self.step(ctx)
             out.append(nxt[0])
+            if until is not None and until(nxt[0]):
+                break
             ctx = torch.cat([ctx[:, 1:], nxt[:, None]], 1)
         return torch.stack(out)
 
@@ -279,6 +288,13 @@ MIN_CALIBRATION_FRAMES = 3  # fewer, and the model's flows are used as they are
 CALIBRATION_PIXELS = 4  # calibrate at most at this x the training size's pixel count
 MIN_GAIN, MAX_GAIN = 0.1, 4.0  # the motion gains a user may set
 SSIM_WINDOW = 11  # pixels: frames narrower than this are not calibrated
+# A gain above 1 must also keep the continuation steady (``unsteady``) for the frames asked for,
+# up to STEADY_FRAMES of them, judged against REFERENCE_FRAMES of the strip's own frames.
+STEADY_FRAMES = 100
+REFERENCE_FRAMES = 24  # evenly spaced over the frames extend reads (up to core.loops.HISTORY)
+COLOUR_MARGIN = 0.1  # per channel, in [0, 1]: how far a frame's mean colour may leave the range
+FADE_FLOOR = 0.5  # x the strip's mean contrast (per-frame std) that every frame keeps
+BLOWUP_CEILING = 4.0  # x the strip's mean detail (luma Laplacian energy) no frame exceeds
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -315,6 +331,9 @@ def calibrate_motion_gain(
     runtime: Runtime,
     gains: tuple[float, ...] = MOTION_GAINS,
     count: int = CALIBRATION_FRAMES,
+    ahead: int = 0,
+    reference: torch.Tensor | None = None,
+    held: dict[float, str] | None = None,
 ) -> tuple[float, dict[float, float]]:
     """The flow gain with which the model best continues the strip's own last frames.
 
@@ -329,12 +348,24 @@ def calibrate_motion_gain(
     on a tie) is used for the new frames. Only the strip's own frames are used, never the
     frames to be generated.
 
+    **A gain must keep the continuation steady** (``ahead`` > 0: the frames to be generated).
+    Six frames do not show what a gain does over a long continuation: where a shot moves
+    forward, flows sped up magnify the sky sooner, and over 100 frames the picture drifts past
+    any colour the shot has (docs/QUALITY.md, "Motion gain, kept steady"). So, best score first,
+    a gain above 1 continues the strip from the start frame for ``min(ahead, STEADY_FRAMES)``
+    frames, and is used only when that continuation is steady against the strip's own frames
+    (``Steadiness``: ``reference``, (M, C, H, W) in [-1, 1] at any size, else ``frames``; the
+    continuation stops at its first unsteady frame); else the next best slower gain is tried
+    (a faster one than a gain that drifted would drift sooner), down to 1.0, the model as
+    trained, which is always kept. ``held`` (when given) is told each gain passed over and why.
+
     ``frames``: (N, C, H, W) in [-1, 1], the strip's frames up to the start frame at the
     source's size. Calibration runs at most at ``CALIBRATION_PIXELS`` x the training size's
     pixels (scaled down, antialiased), so it costs the same for any source: about a second on
-    a 2-core CPU, plus reading the frames. Returns (gain, {gain: mean SSIM}); (1.0, {}) when
-    the model does not warp, there are fewer than its context + ``MIN_CALIBRATION_FRAMES``
-    frames or they are under ``SSIM_WINDOW`` pixels on a side."""
+    a 2-core CPU, plus reading the frames, and a few seconds per steadiness check. Returns
+    (gain, {gain: mean SSIM}); (1.0, {}) when the model does not warp, there are fewer than its
+    context + ``MIN_CALIBRATION_FRAMES`` frames or they are under ``SSIM_WINDOW`` pixels on a
+    side."""
     k = mcfg.context
     count = min(count, frames.shape[0] - k)
     if not mcfg.warps or count < MIN_CALIBRATION_FRAMES:
@@ -342,12 +373,8 @@ def calibrate_motion_gain(
     h, w = frames.shape[-2:]
     if min(h, w) < SSIM_WINDOW:  # a sprite a few pixels across: nothing to measure SSIM on
         return 1.0, {}
-    frames = frames[-(k + count) :].to(runtime.device).float()
-    cap = CALIBRATION_PIXELS * mcfg.width * mcfg.height
-    if h * w > cap:
-        f = (cap / (h * w)) ** 0.5
-        size = (max(SSIM_WINDOW, round(h * f)), max(SSIM_WINDOW, round(w * f)))
-        frames = F.interpolate(frames, size=size, mode="bicubic", antialias=True).clamp(-1, 1)
+    size = calibration_size(h, w, mcfg)
+    frames = scaled(frames[-(k + count) :].to(runtime.device).float(), size)
     box = Letterbox(frames.shape[-1], frames.shape[-2], mcfg.width, mcfg.height)
     real = (frames[k:] + 1.0) / 2.0
     scores: dict[float, float] = {}
@@ -355,8 +382,94 @@ def calibrate_motion_gain(
         pred = FullSizePredictor(g, mcfg, box, runtime, gain=gain)
         out = pred.rollout(frames[:k], count)
         scores[gain] = float(ssim((out + 1.0) / 2.0, real).mean())
-    best = max(scores, key=lambda gn: (scores[gn], -gn))
-    return best, scores
+    ranked = sorted(scores, key=lambda gn: (-scores[gn], gn))
+    if ahead <= 0:
+        return ranked[0], scores
+    judge = Steadiness(frames if reference is None else scaled(reference.to(frames), size))
+    tried = []  # gains whose continuation was not steady
+    for gain in ranked:
+        if gain <= 1.0:
+            return 1.0 if 1.0 in scores else gain, scores
+        if any(gain >= t for t in tried):
+            continue  # faster than a gain that drifted: it would drift sooner
+        why: list[str] = []
+        pred = FullSizePredictor(g, mcfg, box, runtime, gain=gain)
+        pred.rollout(
+            frames[-k:], min(ahead, STEADY_FRAMES), until=partial(judge.fails, reasons=why)
+        )
+        if not why:
+            return gain, scores
+        tried.append(gain)
+        if held is not None:
+            held[gain] = why[0]
+    return 1.0, scores
+
+
+def calibration_size(h: int, w: int, mcfg: ModelConfig) -> tuple[int, int]:
+    """(H, W) frames of h x w are calibrated at: at most ``CALIBRATION_PIXELS`` x the training
+    size's pixels, the same aspect."""
+    cap = CALIBRATION_PIXELS * mcfg.width * mcfg.height
+    if h * w <= cap:
+        return h, w
+    f = (cap / (h * w)) ** 0.5
+    return max(SSIM_WINDOW, round(h * f)), max(SSIM_WINDOW, round(w * f))
+
+
+def scaled(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(N, C, H, W) in [-1, 1] scaled to ``size`` (antialiased bicubic), or as they are."""
+    if tuple(frames.shape[-2:]) == tuple(size):
+        return frames
+    return F.interpolate(frames, size=size, mode="bicubic", antialias=True).clamp(-1, 1)
+
+
+def luma_detail(x: torch.Tensor) -> torch.Tensor:
+    """Per frame of (N, C, H, W) in [0, 1]: the mean squared Laplacian of its luma (times alpha
+    where there is one), the sharpness measure of docs/QUALITY.md."""
+    y = 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
+    if x.shape[1] == 4:
+        y = y * x[:, 3]
+    k = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], device=x.device)
+    return F.conv2d(y[:, None], k[None, None].to(y)).pow(2).mean((1, 2, 3))
+
+
+class Steadiness:
+    """Judges generated frames against the strip's own frames (M, C, H, W) in [-1, 1]: a frame
+    is not steady when a value is not finite, its mean colour leaves the range of the strip's
+    mean colours by more than ``COLOUR_MARGIN`` on a channel (a drift), it has under
+    ``FADE_FLOOR`` x the strip's contrast (a fade to a flat colour) or over
+    ``BLOWUP_CEILING`` x its detail (noise). The bounds are docs/QUALITY.md's for a stable
+    100-frame continuation; the strip's frames stand in for the footage to come."""
+
+    def __init__(self, reference: torch.Tensor):
+        real = ((reference.float() + 1.0) / 2.0).clamp(0.0, 1.0)
+        means = real.mean((2, 3))
+        self.lo, self.hi = means.min(0).values, means.max(0).values
+        self.contrast = float(real.flatten(1).std(1).mean())
+        self.detail = float(luma_detail(real).mean())
+
+    def why(self, frames: torch.Tensor) -> str | None:
+        """Why frames (N, C, H, W) in [-1, 1] are not steady (the first reason), or None."""
+        if not bool(torch.isfinite(frames).all()):
+            return "it is not finite"
+        gen = ((frames.float() + 1.0) / 2.0).clamp(0.0, 1.0)
+        got = gen.mean((2, 3))
+        outside = float(torch.maximum(self.lo - got, got - self.hi).max())
+        if outside > COLOUR_MARGIN:
+            return f"its colours drift {outside:.2f} past the strip's"
+        low = float(gen.flatten(1).std(1).min())
+        if self.contrast > 0.01 and low < FADE_FLOOR * self.contrast:
+            return "it fades to a flat colour"
+        if self.detail > 0 and float(luma_detail(gen).max()) > BLOWUP_CEILING * self.detail:
+            return "its detail turns to noise"
+        return None
+
+    def fails(self, frame: torch.Tensor, reasons: list[str]) -> bool:
+        """For ``FullSizePredictor.rollout(until=...)``: one frame (C, H, W); a reason is
+        appended to ``reasons`` when it is not steady."""
+        why = self.why(frame[None])
+        if why is not None:
+            reasons.append(why)
+        return why is not None
 
 
 MIP_LEVELS = 2  # the anchor averaged over 2x2 and 4x4 pixels where a field shrinks it
@@ -421,11 +534,13 @@ def _context_and_gain(
     motion_gain: float | None,
     rt: Runtime,
     exif: bool,
+    count: int = 0,
 ) -> tuple[torch.Tensor, float, bool]:
     """The context frames at the source's size (uint8, each file read once), the motion gain
     and whether it was calibrated: ``motion_gain`` as given, or calibrated on the frames up to
     the start (1.0, not calibrated, where they are too few or older ones differ in size from
-    the start frame)."""
+    the start frame), kept steady for the ``count`` frames to be generated against up to
+    ``REFERENCE_FRAMES`` of ``frames`` (``calibrate_motion_gain``)."""
     k = mcfg.context
     if motion_gain is not None or not mcfg.warps:
         return load_full_size(frames[-k:], mcfg.channels, exif), motion_gain or 1.0, False
@@ -434,9 +549,43 @@ def _context_and_gain(
         full = load_full_size(paths, mcfg.channels, exif)
     except FrameError:  # e.g. older frames of another size: the model's own motion
         return load_full_size(frames[-k:], mcfg.channels, exif), 1.0, False
-    gain, scores = calibrate_motion_gain(g, mcfg, to_float(full), rt)
+    size = calibration_size(full.shape[-2], full.shape[-1], mcfg)
+    history = frames[-HISTORY:]
+    try:
+        picks = [history[i] for i in reference_picks(len(history))]
+        reference = load_scaled(picks, size, mcfg.channels, exif)
+    except FrameError:  # older frames of another size: the calibration's frames alone
+        reference = None
+    gain, scores = calibrate_motion_gain(
+        g, mcfg, to_float(full), rt, ahead=count, reference=reference
+    )
     # a copy: the older frames are not kept while generating
     return full[-k:].clone(), gain, bool(scores)
+
+
+def reference_picks(n: int) -> list[int]:
+    """Which of the last n frames (up to ``HISTORY``) a steadiness check compares with: up to
+    ``REFERENCE_FRAMES`` evenly spaced, the first and the last included."""
+    n = min(n, HISTORY)
+    if n <= REFERENCE_FRAMES:
+        return list(range(n))
+    return sorted({round(i * (n - 1) / (REFERENCE_FRAMES - 1)) for i in range(REFERENCE_FRAMES)})
+
+
+def load_scaled(
+    paths: list[str], size: tuple[int, int], channels: int, exif: bool = True
+) -> torch.Tensor:
+    """Frames (N, C, H, W) in [-1, 1] scaled to ``size`` (H, W) as ``scaled`` does, one file
+    at a time (a 1080p strip's history is never all in memory at its own size); FrameError
+    when their sizes differ."""
+    out, first = [], None
+    for path in paths:
+        full = load_full_size([path], channels, exif)
+        first = first or tuple(full.shape[-2:])
+        if tuple(full.shape[-2:]) != first:
+            raise FrameError(f"{os.path.basename(path)} differs in size from the other frames.")
+        out.append(scaled(to_float(full), size))
+    return torch.cat(out)
 
 
 def png_bytes(img) -> bytes:
@@ -520,7 +669,9 @@ def extend(
             return to_float(small.frames[0])
 
     elif size == "source":  # generated at the source's size (FullSizePredictor)
-        full, gain, calibrated = _context_and_gain(g, mcfg, frames, motion_gain, rt, exif)
+        full, gain, calibrated = _context_and_gain(
+            g, mcfg, frames, motion_gain, rt, exif, count=count
+        )
         box = Letterbox(full.shape[-1], full.shape[-2], mcfg.width, mcfg.height)
         if on_gain and mcfg.warps:
             on_gain(gain, calibrated)

@@ -12,7 +12,16 @@ from PIL import Image
 from core.checkpoint import Checkpoint, save_checkpoint
 from core.data import Letterbox, tensor_to_image
 from core.device import pick_device
-from core.generate import FullSizePredictor, calibrate_motion_gain, extend, ssim
+from core.generate import (
+    FullSizePredictor,
+    Steadiness,
+    calibrate_motion_gain,
+    calibration_size,
+    extend,
+    reference_picks,
+    scaled,
+    ssim,
+)
 from core.models import ModelConfig, build_models, warp
 
 from .conftest import run_cli
@@ -24,11 +33,16 @@ def _cpu():
     return pick_device("cpu", "fp32")
 
 
-def _pan(n: int, speed: float = SPEED) -> torch.Tensor:
-    """(n, 3, 144, 256) frames in [-1, 1] of a smooth texture panning left by ``speed`` px."""
+def _pan(n: int, speed: float = SPEED, band: int = 0) -> torch.Tensor:
+    """(n, 3, 144, 256) frames in [-1, 1] of a smooth texture panning left by ``speed`` px;
+    ``band`` > 0: a dark texture whose rightmost ``band`` columns are white, where the new
+    frames come from (continued, the edge's white spreads into the picture)."""
     torch.manual_seed(0)
     base = F.interpolate(torch.rand(1, 3, 36, 64) * 2 - 1, size=(144, 256), mode="bicubic")
     base = base.clamp(-1, 1)
+    if band:
+        base = base * 0.3 - 0.5
+        base[..., -band:] = 1.0
     shift = torch.zeros(1, 2, 144, 256)
     shift[:, 0] = speed  # frame t(x) = base(x + speed t)
     return torch.cat([warp(base, shift * t, "bicubic") for t in range(n)])
@@ -76,6 +90,55 @@ def test_calibration_finds_the_gain_of_a_model_that_moves_too_little():
     assert calibrate_motion_gain(slow, mcfg, tiny, _cpu()) == (1.0, {})
     residual = ModelConfig(width=64, height=36, width_mult=0.125, head="residual")
     assert calibrate_motion_gain(build_models(residual)[0], residual, frames, _cpu()) == (1.0, {})
+
+
+def test_a_gain_must_keep_the_continuation_steady():
+    """Six frames favour 1.3 for the slow model. Continued, the white edge it pans towards
+    spreads, the sooner the faster: at 1.3 the colours drift past the strip's by frame 30 or
+    so (at the 128x72 calibration size), so for 31 frames a slower gain is used, the best one
+    that stays steady. 10 frames keep 1.3; 1.0, the model as trained, is always kept; gains
+    faster than one that drifted are never tried."""
+    frames = _pan(10, band=16)
+    slow, mcfg = _pan_model(1 / 1.3)
+    best, scores = calibrate_motion_gain(slow, mcfg, frames, _cpu())
+    assert best == 1.3, scores
+    held = {}
+    gain, same = calibrate_motion_gain(slow, mcfg, frames, _cpu(), ahead=31, held=held)
+    assert same == scores and 1.0 < gain < 1.3, (gain, held)
+    assert "drift" in held[1.3] and set(held) == {g for g in scores if gain < g <= 1.3}, held
+    small = scaled(frames, calibration_size(144, 256, mcfg))  # where calibration runs
+    judge, box = Steadiness(small), Letterbox(128, 72, 64, 36)
+
+    def why(g):
+        return judge.why(FullSizePredictor(slow, mcfg, box, _cpu(), gain=g).rollout(small[-2:], 31))
+
+    assert why(gain) is None and "drift" in why(1.3)
+    assert all(scores[g] < scores[gain] for g in scores if g < gain)  # the best steady one
+    assert calibrate_motion_gain(slow, mcfg, frames, _cpu(), ahead=10)[0] == 1.3
+    held = {}
+    assert calibrate_motion_gain(slow, mcfg, frames, _cpu(), ahead=100, held=held)[0] == 1.0
+    assert set(held) == {1.1, 1.2, 1.3}, held  # 1.4-1.6: faster than 1.3, not tried
+
+
+def test_steadiness_names_what_goes_wrong():
+    ref = _pan(6)
+    judge = Steadiness(ref)
+    assert judge.why(ref) is None
+    assert "drift" in judge.why((ref + 0.4).clamp(-1, 1))
+    flat = ref.mean((2, 3), keepdim=True).expand_as(ref)
+    assert judge.why(flat) == "it fades to a flat colour"
+    torch.manual_seed(2)
+    noise = (ref + 0.6 * torch.randn_like(ref)).clamp(-1, 1)
+    noise = noise - noise.mean((2, 3), keepdim=True) + ref.mean((2, 3), keepdim=True)
+    assert judge.why(noise) == "its detail turns to noise"
+    assert judge.why(torch.full_like(ref, float("nan"))) == "it is not finite"
+    reasons = []
+    assert judge.fails(flat[0], reasons) and reasons == ["it fades to a flat colour"]
+    assert not judge.fails(ref[0], reasons) and len(reasons) == 1
+    # the frames a check compares with: all of a short strip, else 24 spread over its end
+    assert reference_picks(5) == [0, 1, 2, 3, 4]
+    picks = reference_picks(200)  # extend reads at most 96
+    assert len(picks) == 24 and picks[0] == 0 and picks[-1] == 95
 
 
 def test_the_gain_multiplies_the_flows():
@@ -141,6 +204,23 @@ def test_extend_calibrates_the_gain_and_continues_the_motion(tmp_path):
     assert said[2:] == [(1.0, False)]
     with pytest.raises(ValueError, match="between 0.1 and 4"):
         extend(ckpt, paths, 1, str(tmp_path / "bad"), device="cpu", motion_gain=0.0)
+
+
+def test_extend_keeps_the_gain_steady_for_the_frames_asked_for(tmp_path):
+    """The strip whose white edge spreads when panned on: 4 new frames take the best gain,
+    31 a slower one whose continuation stays within the strip's colours."""
+    paths = _write(_pan(10, band=16), tmp_path / "strip")
+    slow, mcfg = _pan_model(1 / 1.3)
+    ckpt = _save(slow, mcfg, tmp_path / "slow.safetensors")
+    said = []
+    extend(ckpt, paths, 4, str(tmp_path / "short"), device="cpu",
+           on_gain=lambda g, c: said.append(g))  # fmt: skip
+    long = extend(ckpt, paths, 31, str(tmp_path / "long"), device="cpu",
+                  on_gain=lambda g, c: said.append(g))  # fmt: skip
+    assert said[0] == 1.3 and 1.0 < said[1] < 1.3, said
+    frames = torch.stack([_read(p) for p in long])
+    reference = torch.stack([_read(p) for p in paths])
+    assert Steadiness(reference).why(frames) is None
 
 
 def test_cli_and_worker_report_the_gain(tmp_path):
