@@ -135,8 +135,8 @@ class FSGAN_PG_settings(bpy.types.PropertyGroup):
     calibrate_motion: BoolProperty(
         name="Calibrate Motion",
         description="Measure how fast the strip moves on its last frames and match the new "
-        "frames' motion to it (a trained model tends to move things too little); off: use "
-        "Motion Gain",
+        "frames' motion to it (a trained model tends to move things too little), no faster "
+        "than keeps the new frames steady; off: use Motion Gain",
         default=True,
     )
     motion_gain: FloatProperty(
