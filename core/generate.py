@@ -288,7 +288,7 @@ MIN_CALIBRATION_FRAMES = 3  # fewer, and the model's flows are used as they are
 CALIBRATION_PIXELS = 4  # calibrate at most at this x the training size's pixel count
 MIN_GAIN, MAX_GAIN = 0.1, 4.0  # the motion gains a user may set
 SSIM_WINDOW = 11  # pixels: frames narrower than this are not calibrated
-# A gain above 1 must also keep the continuation steady (``unsteady``) for the frames asked for,
+# A gain above 1 must also keep the continuation steady (``Steadiness``) for the frames asked for,
 # up to STEADY_FRAMES of them, judged against REFERENCE_FRAMES of the strip's own frames.
 STEADY_FRAMES = 100
 REFERENCE_FRAMES = 24  # evenly spaced over the frames extend reads (up to core.loops.HISTORY)
@@ -388,8 +388,8 @@ def calibrate_motion_gain(
     judge = Steadiness(frames if reference is None else scaled(reference.to(frames), size))
     tried = []  # gains whose continuation was not steady
     for gain in ranked:
-        if gain <= 1.0:
-            return 1.0 if 1.0 in scores else gain, scores
+        if gain <= 1.0:  # no faster than the model as trained: kept as it is
+            return gain, scores
         if any(gain >= t for t in tried):
             continue  # faster than a gain that drifted: it would drift sooner
         why: list[str] = []
