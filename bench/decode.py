@@ -119,7 +119,7 @@ def main() -> None:
     if args.ui_pixels:
         decode.DECODE_CHUNK_PIXELS = args.ui_pixels
     task = decode.DecodeTask(scene.name, strip.name, None, indices=history, purpose="extending")
-    steps = []
+    first_chunk, steps = task.chunk, []
     while True:
         ts = time.perf_counter()
         finished = task.step()
@@ -143,7 +143,7 @@ def main() -> None:
         "cached_s": round(t3 - t2, 4),
         "loops_frames": len(history),
         "loops_one_go_s": round(t5 - t4, 3),
-        "loops_task_chunk": task.chunk,
+        "loops_task_chunk": first_chunk,
         "loops_task_steps": len(steps),
         "loops_task_total_s": round(sum(steps), 3),
         "loops_task_longest_step_s": round(max(steps), 3),

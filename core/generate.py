@@ -267,15 +267,20 @@ class FullSizePredictor:
         context: torch.Tensor,
         count: int,
         until: Callable[[torch.Tensor], bool] | None = None,
+        keep: bool = True,
     ) -> torch.Tensor:
         """(K, C, H, W) full-size context -> (count, C, H, W) frames, each from the previous;
-        fewer when ``until(frame)`` says stop (the frame it was given is the last one)."""
+        fewer when ``until(frame)`` says stop (the frame it was given is the last one).
+        ``keep=False``: only the last frame is kept and returned (1, C, H, W)."""
         ctx = context[None].to(self.rt.device).float()
         self.begin(ctx)
         out = []
         for _ in range(count):
             nxt = self.step(ctx)
-            out.append(nxt[0])
+            if keep:
+                out.append(nxt[0])
+            else:
+                out = [nxt[0]]
             if until is not None and until(nxt[0]):
                 break
             ctx = torch.cat([ctx[:, 1:], nxt[:, None]], 1)
@@ -332,7 +337,7 @@ def calibrate_motion_gain(
     gains: tuple[float, ...] = MOTION_GAINS,
     count: int = CALIBRATION_FRAMES,
     ahead: int = 0,
-    reference: torch.Tensor | None = None,
+    reference: torch.Tensor | Callable[[], torch.Tensor | None] | None = None,
     held: dict[float, str] | None = None,
 ) -> tuple[float, dict[float, float]]:
     """The flow gain with which the model best continues the strip's own last frames.
@@ -354,10 +359,11 @@ def calibrate_motion_gain(
     any colour the shot has (docs/QUALITY.md, "Motion gain, kept steady"). So, best score first,
     a gain above 1 continues the strip from the start frame for ``min(ahead, STEADY_FRAMES)``
     frames, and is used only when that continuation is steady against the strip's own frames
-    (``Steadiness``: ``reference``, (M, C, H, W) in [-1, 1] at any size, else ``frames``; the
-    continuation stops at its first unsteady frame); else the next best slower gain is tried
-    (a faster one than a gain that drifted would drift sooner), down to 1.0, the model as
-    trained, which is always kept. ``held`` (when given) is told each gain passed over and why.
+    (``Steadiness``: ``reference``, (M, C, H, W) in [-1, 1] at any size, or a function that
+    reads them, called only when a check runs, else ``frames``; the continuation stops at its
+    first unsteady frame); else the next best slower gain is tried (a faster one than a gain
+    that drifted would drift sooner, and is skipped), down to 1.0, the model as trained, which
+    is always kept. ``held`` (when given) is told each gain checked and passed over, and why.
 
     ``frames``: (N, C, H, W) in [-1, 1], the strip's frames up to the start frame at the
     source's size. Calibration runs at most at ``CALIBRATION_PIXELS`` x the training size's
@@ -385,18 +391,20 @@ def calibrate_motion_gain(
     ranked = sorted(scores, key=lambda gn: (-scores[gn], gn))
     if ahead <= 0:
         return ranked[0], scores
-    judge = Steadiness(frames if reference is None else scaled(reference.to(frames), size))
+    judge = None
     tried = []  # gains whose continuation was not steady
     for gain in ranked:
         if gain <= 1.0:  # no faster than the model as trained: kept as it is
             return gain, scores
         if any(gain >= t for t in tried):
             continue  # faster than a gain that drifted: it would drift sooner
+        if judge is None:  # the strip's frames are read only when a check runs
+            ref = reference() if callable(reference) else reference
+            judge = Steadiness(frames if ref is None else scaled(ref.to(frames), size))
         why: list[str] = []
         pred = FullSizePredictor(g, mcfg, box, runtime, gain=gain)
-        pred.rollout(
-            frames[-k:], min(ahead, STEADY_FRAMES), until=partial(judge.fails, reasons=why)
-        )
+        until = partial(judge.fails, reasons=why)
+        pred.rollout(frames[-k:], min(ahead, STEADY_FRAMES), until=until, keep=False)
         if not why:
             return gain, scores
         tried.append(gain)
@@ -551,11 +559,14 @@ def _context_and_gain(
         return load_full_size(frames[-k:], mcfg.channels, exif), 1.0, False
     size = calibration_size(full.shape[-2], full.shape[-1], mcfg)
     history = frames[-HISTORY:]
-    try:
-        picks = [history[i] for i in reference_picks(len(history))]
-        reference = load_scaled(picks, size, mcfg.channels, exif)
-    except FrameError:  # older frames of another size: the calibration's frames alone
-        reference = None
+
+    def reference() -> torch.Tensor | None:  # read only when a gain above 1 is checked
+        try:
+            picks = [history[i] for i in reference_picks(len(history))]
+            return load_scaled(picks, size, mcfg.channels, exif)
+        except FrameError:  # older frames of another size: the calibration's frames alone
+            return None
+
     gain, scores = calibrate_motion_gain(
         g, mcfg, to_float(full), rt, ahead=count, reference=reference
     )

@@ -437,7 +437,8 @@ class DecodeTask:
             self._pending = [i for i in wanted if not os.path.isfile(_cached(folder, i))]
         else:
             while self._pending and os.path.isfile(_cached(folder, self._pending[0])):
-                self._pending.pop(0)  # decoded meanwhile (another Blender, say)
+                self._pending.pop(0)  # decoded meanwhile (another Blender, say): done
+                self.done += 1
         return strip, list(self._pending), size, folder
 
     @property

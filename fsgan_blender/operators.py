@@ -347,6 +347,9 @@ class _JobOperator:
         except (ValueError, worker_client.WorkerError) as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
+        except OSError as exc:
+            self.report({"ERROR"}, f"A file could not be written: {exc}.")
+            return {"CANCELLED"}
         global _decoding, _decode_timer
         _decoding = self._decode = task
         _log(f"decoding {task.total} frames of '{task.strip_name}' before {task.purpose}")
@@ -402,9 +405,10 @@ class _JobOperator:
             return {"CANCELLED"}
         try:  # the size or the frames may have changed meanwhile: decode those too
             again = self._decode_task(context)
-        except (ValueError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - never leave the add-on stuck "decoding"
             self._end_decode(context)
-            self.report({"ERROR"}, str(exc))
+            known = isinstance(exc, (ValueError, OSError))
+            self.report({"ERROR"}, str(exc) if known else f"Decoding failed: {exc!r}")
             return {"CANCELLED"}
         if again is not None:
             self._continue_with(again)

@@ -115,6 +115,21 @@ def test_a_gain_must_keep_the_continuation_steady():
     assert why(gain) is None and "drift" in why(1.3)
     assert all(scores[g] < scores[gain] for g in scores if g < gain)  # the best steady one
     assert calibrate_motion_gain(slow, mcfg, frames, _cpu(), ahead=10)[0] == 1.3
+    # the strip's frames to compare with are read only when a gain above 1 is checked
+    reads = []
+
+    def reference():
+        reads.append(1)
+        return frames
+
+    assert (
+        calibrate_motion_gain(slow, mcfg, frames, _cpu(), ahead=31, reference=reference)[0] == gain
+    )
+    exact, _ = _pan_model(1.0)
+    assert (
+        calibrate_motion_gain(exact, mcfg, frames, _cpu(), ahead=31, reference=reference)[0] == 1.0
+    )
+    assert reads == [1]
     held = {}
     assert calibrate_motion_gain(slow, mcfg, frames, _cpu(), ahead=100, held=held)[0] == 1.0
     assert set(held) == {1.1, 1.2, 1.3}, held  # 1.4-1.6: faster than 1.3, not tried
@@ -149,6 +164,8 @@ def test_the_gain_multiplies_the_flows():
     exact, _ = _pan_model(1.0)
     ref = FullSizePredictor(exact, mcfg, box, _cpu()).rollout(frames[:2], 2)
     assert torch.allclose(doubled, ref, atol=1e-4)
+    last = FullSizePredictor(exact, mcfg, box, _cpu()).rollout(frames[:2], 2, keep=False)
+    assert last.shape == (1, *ref.shape[1:]) and torch.allclose(last[0], ref[-1], atol=1e-6)
 
 
 def _write(frames: torch.Tensor, folder) -> list[str]:
