@@ -92,6 +92,9 @@ def test_headless_extend_refusals_and_interrupt(blender, frames16, tmp_path):
          "--steps", "100000", *TINY, "--output-dir", str(tmp_path / "out2"),
          "--model-dir", str(tmp_path / "models2")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+        # Ctrl-C as in a terminal: a shell that runs the suite in the background (`cmd &`)
+        # leaves SIGINT ignored, which the child would inherit and never see the signal.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     deadline = time.monotonic() + 300
     for line in proc.stdout:  # wait for training to run
