@@ -31,7 +31,6 @@ import os
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from core.data import Clip, Letterbox, list_frames, load_clip, load_full_size, to_float
 from core.device import pick_device
@@ -41,6 +40,7 @@ from core.generate import (
     load_generator,
     reference_picks,
 )
+from core.generate import luma_detail as luma_laplacian_energy  # the sharpness measure
 from core.loops import HISTORY, find_loop, loop_index
 from core.train import Trainer
 
@@ -75,16 +75,6 @@ def clip_dirs(root: str) -> list[str]:
 
 def _unit(x: torch.Tensor) -> torch.Tensor:
     return ((x.float() + 1.0) / 2.0).clamp(0.0, 1.0)
-
-
-def luma_laplacian_energy(x: torch.Tensor) -> torch.Tensor:
-    """Per frame: mean squared Laplacian of the luma of (T, C, H, W) in [0, 1]."""
-    y = 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
-    if x.shape[1] == 4:
-        y = y * x[:, 3]
-    k = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
-    lap = F.conv2d(y[:, None], k[None, None].to(y))
-    return lap.pow(2).mean((1, 2, 3))
 
 
 def motion_energy(seq: torch.Tensor) -> float:
