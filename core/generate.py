@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Callable
-from functools import partial
 
 import torch
 import torch.nn as nn
@@ -339,6 +338,7 @@ def calibrate_motion_gain(
     ahead: int = 0,
     reference: torch.Tensor | Callable[[], torch.Tensor | None] | None = None,
     held: dict[float, str] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> tuple[float, dict[float, float]]:
     """The flow gain with which the model best continues the strip's own last frames.
 
@@ -371,7 +371,9 @@ def calibrate_motion_gain(
     a 2-core CPU, plus reading the frames, and a few seconds per steadiness check. Returns
     (gain, {gain: mean SSIM}); (1.0, {}) when the model does not warp, there are fewer than its
     context + ``MIN_CALIBRATION_FRAMES`` frames or they are under ``SSIM_WINDOW`` pixels on a
-    side."""
+    side. ``should_stop`` (a Cancel) is asked before each gain and after each frame of a
+    steadiness check: when it says stop, the best gain judged so far is returned at once (1.0
+    when none was), and ``extend`` then writes nothing."""
     k = mcfg.context
     count = min(count, frames.shape[0] - k)
     if not mcfg.warps or count < MIN_CALIBRATION_FRAMES:
@@ -383,12 +385,17 @@ def calibrate_motion_gain(
     frames = scaled(frames[-(k + count) :].to(runtime.device).float(), size)
     box = Letterbox(frames.shape[-1], frames.shape[-2], mcfg.width, mcfg.height)
     real = (frames[k:] + 1.0) / 2.0
+    stop = should_stop or (lambda: False)
     scores: dict[float, float] = {}
     for gain in gains:
+        if stop():
+            break
         pred = FullSizePredictor(g, mcfg, box, runtime, gain=gain)
         out = pred.rollout(frames[:k], count)
         scores[gain] = float(ssim((out + 1.0) / 2.0, real).mean())
     ranked = sorted(scores, key=lambda gn: (-scores[gn], gn))
+    if not ranked or stop():  # cancelled before any or every gain was judged
+        return 1.0, scores
     if ahead <= 0:
         return ranked[0], scores
     judge = None
@@ -403,8 +410,13 @@ def calibrate_motion_gain(
             judge = Steadiness(frames if ref is None else scaled(ref.to(frames), size))
         why: list[str] = []
         pred = FullSizePredictor(g, mcfg, box, runtime, gain=gain)
-        until = partial(judge.fails, reasons=why)
+
+        def until(frame: torch.Tensor, judge=judge, why=why) -> bool:
+            return judge.fails(frame, reasons=why) or stop()
+
         pred.rollout(frames[-k:], min(ahead, STEADY_FRAMES), until=until, keep=False)
+        if stop():  # cancelled mid-check: not judged steady
+            return 1.0, scores
         if not why:
             return gain, scores
         tried.append(gain)
@@ -543,6 +555,7 @@ def _context_and_gain(
     rt: Runtime,
     exif: bool,
     count: int = 0,
+    should_stop: Callable[[], bool] | None = None,
 ) -> tuple[torch.Tensor, float, bool]:
     """The context frames at the source's size (uint8, each file read once), the motion gain
     and whether it was calibrated: ``motion_gain`` as given, or calibrated on the frames up to
@@ -568,7 +581,7 @@ def _context_and_gain(
             return None
 
     gain, scores = calibrate_motion_gain(
-        g, mcfg, to_float(full), rt, ahead=count, reference=reference
+        g, mcfg, to_float(full), rt, ahead=count, reference=reference, should_stop=should_stop
     )
     # a copy: the older frames are not kept while generating
     return full[-k:].clone(), gain, bool(scores)
@@ -681,7 +694,7 @@ def extend(
 
     elif size == "source":  # generated at the source's size (FullSizePredictor)
         full, gain, calibrated = _context_and_gain(
-            g, mcfg, frames, motion_gain, rt, exif, count=count
+            g, mcfg, frames, motion_gain, rt, exif, count=count, should_stop=should_stop
         )
         box = Letterbox(full.shape[-1], full.shape[-2], mcfg.width, mcfg.height)
         if on_gain and mcfg.warps:
@@ -709,12 +722,13 @@ def extend(
             ctx = torch.cat([ctx[1:], frame[None].to(ctx.device)])
             return frame
 
-    os.makedirs(out_dir, exist_ok=True)
     paths = []
     for i in range(count):  # one frame at a time: each is on disk before the next, cancellable
         if should_stop and should_stop():
             break
         img = tensor_to_image(next_frame(i))
+        if i == 0:  # made with the first frame: a job cancelled before it leaves no folder
+            os.makedirs(out_dir, exist_ok=True)
         path = os.path.join(out_dir, f"{prefix}{start_number + i:04d}.png")
         atomic_write_bytes(path, png_bytes(img))
         paths.append(path)

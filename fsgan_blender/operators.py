@@ -785,15 +785,12 @@ class FSGAN_OT_extend_animation(_JobOperator, bpy.types.Operator):
                 f"{exc} Make room above the strip '{strip.name}', or extend fewer frames."
             ) from None
         out_dir = paths.output_dir(s, strip.name)
-        try:
-            os.makedirs(out_dir, exist_ok=True)
-            writable = os.path.isdir(out_dir) and os.access(out_dir, os.W_OK)
-        except OSError as exc:
-            writable, out_dir = False, exc.filename or out_dir
-        if not writable:
+        blocked = paths.unwritable_part(out_dir)  # made by the worker, not before the job runs
+        if blocked is not None:
+            why = "" if blocked == out_dir else f" ({blocked} is not a writable folder)"
             raise ValueError(
-                f"The output folder {out_dir} cannot be written; choose another Output Folder "
-                "in the Extend panel."
+                f"The output folder {out_dir} cannot be written{why}; choose another Output "
+                "Folder in the Extend panel."
             )
         return scene, strip, start, count, out_dir
 

@@ -114,6 +114,22 @@ def copy_file(source: str, dest: str) -> None:
         ) from None
 
 
+def unwritable_part(folder: str) -> str | None:
+    """None when ``folder`` is a writable folder or could be made as one (its nearest existing
+    ancestor is a writable folder); else the path that stands in the way (a file, or a folder
+    that cannot be written). Nothing is created: a job that is cancelled or refused later
+    leaves no empty folder behind (the worker makes the folder when it writes)."""
+    path = os.path.abspath(folder)
+    while not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            return path
+        path = parent
+    if not os.path.isdir(path) or not os.access(path, os.W_OK | os.X_OK):
+        return path
+    return None
+
+
 def next_free_number(folder: str, prefix: str) -> int:
     """1 + the highest ``<prefix><number>.png`` in ``folder``: new runs never overwrite."""
     highest = 0

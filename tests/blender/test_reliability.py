@@ -147,7 +147,15 @@ def test_job_faults_are_clear_and_lose_nothing(
     assert full["strips_added"] == []
 
     read_only = run.stage("read_only")
-    assert_clear_error(read_only["op"], "cannot be written; choose another Output Folder")
+    message = assert_clear_error(
+        read_only["op"], "cannot be written", "choose another Output Folder"
+    )
+    assert "read-only" in message
+    assert read_only["fresh"] is None and read_only["fresh_made"] is False
+    assert read_only["under_read_only"] is not None  # ro itself, or the file that blocks it
+    assert read_only["under_read_only"].startswith(str(tmp_path / "read-only"))
+    assert read_only["under_file"] == str(frames16 / "frame_0001.png")
+    assert read_only["existing"] is None
 
     too_big = run.stage("too_big")
     assert_clear_error(too_big["op"], "This job needs about", "GB free: lower Batch Size")

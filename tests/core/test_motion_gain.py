@@ -240,6 +240,53 @@ def test_extend_keeps_the_gain_steady_for_the_frames_asked_for(tmp_path):
     assert Steadiness(reference).why(frames) is None
 
 
+def test_a_cancel_stops_the_calibration_at_once(tmp_path, monkeypatch):
+    """Cancel is asked before each gain and after each frame of a steadiness check (a check
+    runs up to 100 frames: seconds on a CPU): the calibration ends within a frame of it, and
+    ``extend`` writes nothing and makes no folder."""
+    frames = _pan(10, band=16)
+    slow, mcfg = _pan_model(1 / 1.3)
+    steps = []
+    real_step = FullSizePredictor.step
+
+    def counted(self, ctx):
+        steps.append(self.gain)
+        return real_step(self, ctx)
+
+    monkeypatch.setattr(FullSizePredictor, "step", counted)
+    # uncancelled: 7 gains x 6 frames, then the steadiness checks of 1.3 and the slower ones
+    full = calibrate_motion_gain(slow, mcfg, frames, _cpu(), ahead=31)
+    uncancelled = len(steps)
+    assert uncancelled > 7 * 6 + 31, uncancelled
+    steps.clear()
+    assert calibrate_motion_gain(
+        slow, mcfg, frames, _cpu(), ahead=31, should_stop=lambda: True
+    ) == (
+        1.0,
+        {},
+    )
+    assert steps == []
+    # cancelled 3 frames into the first steadiness check
+    asked = []
+
+    def stop_in_check():
+        asked.append(len(steps))
+        return len(steps) >= 7 * 6 + 3
+
+    gain, scores = calibrate_motion_gain(
+        slow, mcfg, frames, _cpu(), ahead=31, should_stop=stop_in_check
+    )
+    assert set(scores) == set(full[1]) and gain == 1.0  # judged, but not kept: cancelled
+    assert len(steps) == 7 * 6 + 3, steps
+    assert steps[-1] == 1.3  # the best gain's check, stopped after its 3rd frame
+    paths = _write(frames, tmp_path / "strip")
+    ckpt = _save(slow, mcfg, tmp_path / "slow.safetensors")
+    steps.clear()
+    out = tmp_path / "new" / "frames"
+    assert extend(ckpt, paths, 31, str(out), device="cpu", should_stop=lambda: True) == []
+    assert steps == [] and not out.exists()
+
+
 def test_cli_and_worker_report_the_gain(tmp_path):
     paths = _write(_pan(10), tmp_path / "strip")
     slow, mcfg = _pan_model(1 / 1.3)

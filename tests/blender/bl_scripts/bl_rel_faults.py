@@ -206,8 +206,18 @@ def main():
             f.write("a file where the strip's output folder would go")
     s.output_dir = ro
     read_only = bl.call_op(bpy.ops.fsgan.extend_animation, count=2)
+    # The check makes no folder (a job cancelled while its context decodes leaves none behind):
+    # a folder yet to be made is judged by its nearest existing one.
+    fresh = os.path.join(args.work, "fresh", "nested")
+    unwritable = {
+        "fresh": addon.paths.unwritable_part(fresh),
+        "fresh_made": os.path.exists(os.path.join(args.work, "fresh")),
+        "under_read_only": addon.paths.unwritable_part(os.path.join(ro, "walk", "deeper")),
+        "under_file": addon.paths.unwritable_part(os.path.join(args.frames, "frame_0001.png", "x")),
+        "existing": addon.paths.unwritable_part(args.work),
+    }
     os.chmod(ro, 0o755)
-    bl.result(stage="read_only", op=read_only, files=sorted(os.listdir(ro)))
+    bl.result(stage="read_only", op=read_only, files=sorted(os.listdir(ro)), **unwritable)
 
     # -- a job that cannot fit is refused before any worker starts ----------------------------
     jobs = addon.paths.user_dir("jobs")
