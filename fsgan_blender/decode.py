@@ -80,11 +80,10 @@ def needs_decode(strip, cached: bool = False) -> bool:
         return True
     if _changes_picture(strip):
         return True
-    exts = strips.source_extensions(strip, cached)
+    files, exts = strips.image_files(strip, cached)  # the strip's file list, read once
     if not exts.issubset(WORKER_IMAGE_EXTS):
         return True
     if exts & {".tif", ".tiff"}:
-        files = strips.source_files(strip, cached)
         tiffs = [f for f in files if f.lower().endswith((".tif", ".tiff"))]
         # The first one stands for the strip (frames of one sequence share their format).
         return bool(tiffs) and _tiff_needs_blender(tiffs[0])

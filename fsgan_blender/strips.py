@@ -237,7 +237,7 @@ _FILES_TTL_S = 5.0
 _files_cache: dict[tuple, tuple[float, tuple[str, ...], frozenset[str]]] = {}
 
 
-def _image_files(strip, cached: bool) -> tuple[tuple[str, ...], frozenset[str]]:
+def image_files(strip, cached: bool) -> tuple[tuple[str, ...], frozenset[str]]:
     """(the visible frames' files, their lower-case extensions) of an image strip."""
     elements = strip.elements
     n = len(elements)
@@ -273,12 +273,12 @@ def source_files(strip, cached: bool = False) -> list[str]:
     ``cached``: as remembered for a few seconds (panels, polls)."""
     if strip.type == "MOVIE":
         return [movie_path(strip)]
-    return list(_image_files(strip, cached)[0])
+    return list(image_files(strip, cached)[0])
 
 
 def source_extensions(strip, cached: bool = False) -> frozenset[str]:
     """The lower-case extensions of an image strip's visible frame files."""
-    return _image_files(strip, cached)[1]
+    return image_files(strip, cached)[1]
 
 
 def visible_frame_paths(
