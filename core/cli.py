@@ -186,7 +186,7 @@ def _checked_runtime(mcfg: ModelConfig, tcfg: TrainConfig, n_frames: int):
     from .estimate import available_memory, check_fits, estimate_training_memory
 
     rt = pick_device(tcfg.device, tcfg.precision)
-    t = tcfg.resolved(mcfg.preset)
+    t = tcfg.resolved(mcfg.preset, rt)
     est = estimate_training_memory(mcfg, t.batch_size, t.unroll, n_frames, bool(t.ema))
     check_fits(est, rt.device, t.batch_size)
     memory = {**est, "available_bytes": available_memory(rt.device), "device": rt.device.type}
@@ -472,7 +472,9 @@ def cmd_estimate(args) -> int:
     settings = {k: v for k, v in vars(args).items() if k in _config_names()}
     m_kw, t_kw = split_settings(settings)
     mcfg = ModelConfig(**m_kw)
-    tcfg = TrainConfig(**t_kw).resolved(mcfg.preset)
+    tcfg = TrainConfig(**t_kw)
+    rt = pick_device(tcfg.device, tcfg.precision)
+    tcfg = tcfg.resolved(mcfg.preset, rt)
     est = estimate_training_memory(mcfg, tcfg.batch_size, tcfg.unroll, args.frames, bool(tcfg.ema))
     if args.source:
         from .estimate import estimate_generation_memory
@@ -486,8 +488,8 @@ def cmd_estimate(args) -> int:
         gen = estimate_generation_memory(mcfg, sw, sh)
         est["generate_bytes"] = gen["total_bytes"]
         est["generate_size"] = f"{sw}x{sh}"
-    rt = pick_device(tcfg.device)
     est["device"] = rt.type
+    est["batch_size"] = tcfg.batch_size
     est["available_bytes"] = available_memory(rt.device)
     est["fits"] = (
         est["available_bytes"] is None or est["total_bytes"] <= 0.9 * est["available_bytes"]

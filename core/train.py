@@ -38,11 +38,14 @@ class TrainConfig:
             "time limit; with a limit, steps is the most it runs)"
         },
     )
-    batch_size: int = field(
-        default=8,
+    batch_size: int | None = field(
+        default=None,
         metadata={
             "help": "frame pairs per step. The paper is silent; 8 fits the paper preset at "
-            "144x256 on an 8 GB GPU and keeps steps quick on a laptop CPU"
+            "144x256 on an 8 GB GPU. The default preset takes 4 on a CPU without bf16 "
+            "hardware (most laptops), where a step of 8 takes about a second: as many frames "
+            "a second, twice the steps in the same minutes (docs/QUALITY.md, 'Batch size on "
+            "a CPU without bf16'); 8 elsewhere"
         },
     )
     lr_g: float | None = field(
@@ -149,8 +152,10 @@ class TrainConfig:
         },
     )
 
-    def resolved(self, preset: str) -> TrainConfig:
-        """Fill the preset-dependent fields left as None."""
+    def resolved(self, preset: str, runtime: Runtime | None = None) -> TrainConfig:
+        """Fill the preset-dependent fields left as None; the batch size also depends on
+        where it trains (``auto_batch_size``; without a ``runtime``, this machine's choice
+        for ``device`` and ``precision``)."""
         paper = preset == "paper"
         defaults = {
             "lr_g": 2e-4 if paper else 5e-4,
@@ -167,6 +172,9 @@ class TrainConfig:
         for k, v in defaults.items():
             if getattr(out, k) is None:
                 setattr(out, k, v)
+        if out.batch_size is None:
+            rt = runtime or pick_device(out.device, out.precision)
+            out.batch_size = auto_batch_size(preset, rt)
         if out.steps < 0 or out.batch_size < 1 or out.unroll < 1:
             raise ValueError("steps must be >= 0, batch_size >= 1 and unroll >= 1.")
         if out.minutes < 0 or out.adv_warmup < 0 or out.val_every < 0:
@@ -182,6 +190,18 @@ class TrainConfig:
     def from_dict(cls, d: dict) -> TrainConfig:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def auto_batch_size(preset: str, runtime: Runtime) -> int:
+    """The batch size a run takes unless one is given: 8; 4 for the default preset on a CPU
+    without bf16 autocast. There a step of 8 takes about a second (docs/PERFORMANCE.md, "a
+    second machine"), so the add-on's 2 minutes make about 100 steps, where the benchmark's
+    tables trained about 400; a step of 4 takes half as long for about as many frames a
+    second, and the same minutes make twice the steps (docs/QUALITY.md, "Batch size on a CPU
+    without bf16"). The paper preset keeps its 8 everywhere."""
+    if preset != "paper" and runtime.device.type == "cpu" and runtime.amp_dtype is None:
+        return 4
+    return 8
 
 
 # --- losses: small pure functions -----------------------------------------------------------
@@ -222,8 +242,8 @@ class Trainer:
         resume: Checkpoint | None = None,
     ):
         self.mcfg = model_cfg
-        self.tcfg = train_cfg.resolved(model_cfg.preset)
-        self.rt = runtime or pick_device(self.tcfg.device, self.tcfg.precision)
+        self.rt = runtime or pick_device(train_cfg.device, train_cfg.precision)
+        self.tcfg = train_cfg.resolved(model_cfg.preset, self.rt)
         self.dist = distributed.current()  # torchrun's process group, or a single process
         if self.dist.active:
             distributed.check_batch(self.tcfg.batch_size, self.dist)

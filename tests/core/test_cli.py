@@ -227,6 +227,13 @@ def test_job_that_cannot_fit_is_refused_before_it_starts(clip_dir, tmp_path):
     est = json.loads(r.stdout)
     assert est["frames_bytes"] == 1000 * 3 * 144 * 256
     assert est["total_bytes"] > est["frames_bytes"] + est["activations_bytes"]
+    assert est["batch_size"] == 8  # the paper preset's, everywhere
+    # the default preset's batch size is the one training would choose on this device
+    args = ("estimate", "--frames", 100, "--width", 128, "--height", 72, "--device", "cpu")
+    fp32 = json.loads(run_cli(*args, "--precision", "fp32", "--json").stdout)
+    given = json.loads(run_cli(*args, "--precision", "fp32", "--batch-size", 8, "--json").stdout)
+    assert fp32["batch_size"] == 4 and given["batch_size"] == 8
+    assert fp32["activations_bytes"] * 2 == given["activations_bytes"]
 
 
 def test_read_only_output_folder_is_a_clear_error(clip_dir, tmp_path):

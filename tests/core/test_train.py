@@ -184,3 +184,31 @@ def test_out_of_memory_retries_at_half_batch(clip_dir):
     result = fit(tr, None, events.append)
     assert result["step"] == 4 and calls[:2] == [4, 2]
     assert any(e["event"] == "log" and "batch size 2" in e["message"] for e in events)
+
+
+def test_the_batch_size_is_chosen_for_the_device(clip_dir, tmp_path):
+    """Unless given: 8, and 4 for the default preset on a CPU that trains in fp32 (a step of 8
+    takes about a second there; 4 makes twice the steps in the same minutes). A given batch
+    size, and a checkpoint's on resume, are kept."""
+    import torch
+
+    from core.device import Runtime
+    from core.train import auto_batch_size
+
+    fp32 = Runtime(torch.device("cpu"), None)
+    bf16 = Runtime(torch.device("cpu"), torch.bfloat16)
+    gpu = Runtime(torch.device("cuda"), torch.bfloat16)
+    assert auto_batch_size("default", fp32) == 4
+    assert auto_batch_size("default", bf16) == 8 and auto_batch_size("default", gpu) == 8
+    assert auto_batch_size("paper", fp32) == 8  # the paper preset's recipe is one everywhere
+    assert TrainConfig().batch_size is None
+    assert TrainConfig().resolved("default", fp32).batch_size == 4
+    assert TrainConfig(batch_size=6).resolved("default", fp32).batch_size == 6
+    clip = load_clip(list_frames(str(clip_dir)), 32, 32)
+    mcfg = ModelConfig(preset="default", width=32, height=32, channels=clip.channels, **TINY)
+    tr = Trainer(clip, mcfg, TrainConfig(steps=1, device="cpu", precision="fp32"))
+    assert tr.tcfg.batch_size == 4
+    fit(tr, str(tmp_path / "m.safetensors"))
+    saved = load_checkpoint(str(tmp_path / "m.safetensors")).train_config
+    assert saved["batch_size"] == 4  # stored resolved: a resume on another machine keeps it
+    assert resume_trainer(clip, str(tmp_path / "m.safetensors"), {"steps": 2}).tcfg.batch_size == 4
