@@ -372,8 +372,8 @@ def calibrate_motion_gain(
     (gain, {gain: mean SSIM}); (1.0, {}) when the model does not warp, there are fewer than its
     context + ``MIN_CALIBRATION_FRAMES`` frames or they are under ``SSIM_WINDOW`` pixels on a
     side. ``should_stop`` (a Cancel) is asked before each gain and after each frame of a
-    steadiness check: when it says stop, the best gain judged so far is returned at once (1.0
-    when none was), and ``extend`` then writes nothing."""
+    steadiness check: when it says stop, 1.0 is returned at once (with the scores judged so
+    far), and ``extend`` then writes nothing."""
     k = mcfg.context
     count = min(count, frames.shape[0] - k)
     if not mcfg.warps or count < MIN_CALIBRATION_FRAMES:
