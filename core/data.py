@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import glob
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +31,16 @@ UNSUPPORTED_EXTS = {
 
 class FrameError(ValueError):
     """Bad frame input; the message is one sentence for the user."""
+
+
+class Stopped(Exception):
+    """A reader's ``should_stop`` said stop (a Cancel) before it read every frame; nothing is
+    wrong with the frames."""
+
+
+def _check_stop(should_stop: Callable[[], bool] | None) -> None:
+    if should_stop is not None and should_stop():
+        raise Stopped
 
 
 def list_frames(spec: str | list[str]) -> list[str]:
@@ -161,12 +172,14 @@ def load_clip(
     channels: int | None = None,
     min_frames: int = 1,
     exif: bool = True,
+    should_stop: Callable[[], bool] | None = None,
 ) -> Clip:
     """Read frames in order and letterbox them to (width, height): (N, C, H, W) uint8 on the CPU.
 
     Frames are streamed: each is read, scaled and dropped, so a strip of 4K frames costs only
     its size at the training resolution. ``channels`` None: 4 if any frame has transparency.
-    ``exif``: as in ``read_frame``.
+    ``exif``: as in ``read_frame``. ``should_stop`` is asked before each frame; ``Stopped``
+    when it says stop.
     """
     if len(paths) < min_frames:
         raise FrameError(f"Training needs at least {min_frames} frames; got {len(paths)}.")
@@ -175,6 +188,7 @@ def load_clip(
     box = None
     translucent = False
     for i, path in enumerate(paths):
+        _check_stop(should_stop)
         img = read_frame(path, exif)
         if size is None:
             size = img.size
@@ -197,12 +211,18 @@ def _check_same_size(size: tuple[int, int], img: Image.Image, path: str) -> None
         )
 
 
-def load_full_size(paths: list[str], channels: int, exif: bool = True) -> torch.Tensor:
+def load_full_size(
+    paths: list[str],
+    channels: int,
+    exif: bool = True,
+    should_stop: Callable[[], bool] | None = None,
+) -> torch.Tensor:
     """Frames at their own size, (N, C, H, W) uint8: the context a warp model moves (only a few
-    frames: a 4K frame is 33 MB as uint8)."""
+    frames: a 4K frame is 33 MB as uint8). ``should_stop``: as in ``load_clip``."""
     out = []
     size = None
     for path in paths:
+        _check_stop(should_stop)
         img = read_frame(path, exif)
         size = size or img.size
         _check_same_size(size, img, path)

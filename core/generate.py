@@ -11,7 +11,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .checkpoint import atomic_write_bytes, load_checkpoint
-from .data import FrameError, Letterbox, load_clip, load_full_size, tensor_to_image, to_float
+from .data import (
+    FrameError,
+    Letterbox,
+    Stopped,
+    load_clip,
+    load_full_size,
+    tensor_to_image,
+    to_float,
+)
 from .device import Runtime, pick_device
 from .loops import HISTORY, find_loop, loop_index
 from .models import ModelConfig, Motion, build_models, compose, warp
@@ -564,20 +572,23 @@ def _context_and_gain(
     ``REFERENCE_FRAMES`` of ``frames`` (``calibrate_motion_gain``)."""
     k = mcfg.context
     if motion_gain is not None or not mcfg.warps:
-        return load_full_size(frames[-k:], mcfg.channels, exif), motion_gain or 1.0, False
+        full = load_full_size(frames[-k:], mcfg.channels, exif, should_stop)
+        return full, motion_gain or 1.0, False
     paths = frames[-(k + CALIBRATION_FRAMES) :]
     try:
-        full = load_full_size(paths, mcfg.channels, exif)
+        full = load_full_size(paths, mcfg.channels, exif, should_stop)
     except FrameError:  # e.g. older frames of another size: the model's own motion
-        return load_full_size(frames[-k:], mcfg.channels, exif), 1.0, False
+        return load_full_size(frames[-k:], mcfg.channels, exif, should_stop), 1.0, False
     size = calibration_size(full.shape[-2], full.shape[-1], mcfg)
     history = frames[-HISTORY:]
 
     def reference() -> torch.Tensor | None:  # read only when a gain above 1 is checked
         try:
             picks = [history[i] for i in reference_picks(len(history))]
-            return load_scaled(picks, size, mcfg.channels, exif)
+            return load_scaled(picks, size, mcfg.channels, exif, should_stop)
         except FrameError:  # older frames of another size: the calibration's frames alone
+            return None
+        except Stopped:  # cancelled: the check that asked stops at its first frame
             return None
 
     gain, scores = calibrate_motion_gain(
@@ -597,14 +608,18 @@ def reference_picks(n: int) -> list[int]:
 
 
 def load_scaled(
-    paths: list[str], size: tuple[int, int], channels: int, exif: bool = True
+    paths: list[str],
+    size: tuple[int, int],
+    channels: int,
+    exif: bool = True,
+    should_stop: Callable[[], bool] | None = None,
 ) -> torch.Tensor:
     """Frames (N, C, H, W) in [-1, 1] scaled to ``size`` (H, W) as ``scaled`` does, one file
     at a time (a 1080p strip's history is never all in memory at its own size); FrameError
-    when their sizes differ."""
+    when their sizes differ, ``Stopped`` when ``should_stop`` says stop before a file."""
     out, first = [], None
     for path in paths:
-        full = load_full_size([path], channels, exif)
+        full = load_full_size([path], channels, exif, should_stop)
         first = first or tuple(full.shape[-2:])
         if tuple(full.shape[-2:]) != first:
             raise FrameError(f"{os.path.basename(path)} differs in size from the other frames.")
@@ -677,10 +692,14 @@ def extend(
     period = None
     if loop and len(history) > 1:
         try:
-            small = load_clip(history, mcfg.width, mcfg.height, channels=mcfg.channels, exif=exif)
+            small = load_clip(
+                history, mcfg.width, mcfg.height, mcfg.channels, exif=exif, should_stop=should_stop
+            )
             period = find_loop(small.frames)
         except FrameError:  # e.g. older frames of another size: no loop; the context decides
             period = None
+        except Stopped:  # cancelled while reading the history: nothing written
+            return []
     if period is not None:  # the cycle again, each frame read from its own file
         if on_loop:
             on_loop(period)
@@ -693,9 +712,12 @@ def extend(
             return to_float(small.frames[0])
 
     elif size == "source":  # generated at the source's size (FullSizePredictor)
-        full, gain, calibrated = _context_and_gain(
-            g, mcfg, frames, motion_gain, rt, exif, count=count, should_stop=should_stop
-        )
+        try:
+            full, gain, calibrated = _context_and_gain(
+                g, mcfg, frames, motion_gain, rt, exif, count=count, should_stop=should_stop
+            )
+        except Stopped:  # cancelled while reading the frames to calibrate on
+            return []
         box = Letterbox(full.shape[-1], full.shape[-2], mcfg.width, mcfg.height)
         if on_gain and mcfg.warps:
             on_gain(gain, calibrated)

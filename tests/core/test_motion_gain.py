@@ -279,6 +279,31 @@ def test_a_cancel_stops_the_calibration_at_once(tmp_path, monkeypatch):
     assert steps == [] and not out.exists()
 
 
+def test_a_cancel_stops_reading_the_strip(tmp_path, monkeypatch):
+    """Before generating, extend reads up to 96 frames to look for a loop and the frames to
+    calibrate on, at the source's size (seconds for a 1080p strip): Cancel is asked before
+    each file, and extend then writes nothing and makes no folder."""
+    import core.data
+
+    paths = _write(_pan(10, band=16), tmp_path / "strip")
+    slow, mcfg = _pan_model(1 / 1.3)
+    ckpt = _save(slow, mcfg, tmp_path / "slow.safetensors")
+    reads, steps = [], []
+    real_read, real_step = core.data.read_frame, FullSizePredictor.step
+    monkeypatch.setattr(core.data, "read_frame", lambda *a: reads.append(1) or real_read(*a))
+    monkeypatch.setattr(FullSizePredictor, "step", lambda s, c: steps.append(1) or real_step(s, c))
+    out = tmp_path / "new"
+    # uncancelled: the 10 frames for the loop, then the frames to calibrate on, and so on
+    assert len(extend(ckpt, paths, 2, str(out / "all"), device="cpu")) == 2
+    assert len(reads) > 10 + 4 and steps, (len(reads), len(steps))
+    for after in (3, 12):  # cancelled within the loop's history, then within the calibration's
+        reads.clear(), steps.clear()
+        got = extend(ckpt, paths, 2, str(out / str(after)), device="cpu",
+                     should_stop=lambda n=after: len(reads) >= n)  # fmt: skip
+        assert got == [] and len(reads) == after and steps == []
+        assert not (out / str(after)).exists()
+
+
 def test_cli_and_worker_report_the_gain(tmp_path):
     paths = _write(_pan(10), tmp_path / "strip")
     slow, mcfg = _pan_model(1 / 1.3)
