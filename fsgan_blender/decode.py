@@ -181,18 +181,24 @@ def _shown_element(strip, i: int) -> int:
 
 
 def transparent(strip) -> bool:
-    """Whether an image strip's frames use transparency: one of the files its first, middle and
-    last content frames show has an alpha channel with some pixel below opaque (trims do not
-    change the answer). Only then are decoded frames rendered with alpha: a sprite keeps its
-    transparent background, while an opaque picture (RGBA files with a solid alpha, most
-    renders) stays RGB, since scaling leaves its edges a little transparent. Movie strips
-    count as opaque. A file that looks damaged is never loaded."""
-    n = strips.image_content_count(strip) if strip.type == "IMAGE" else 0
-    if not n:
-        return False
-    directory = strips.strip_directory(strip)
-    shown = sorted({_shown_element(strip, i) for i in (0, n // 2, n - 1)})
-    for path in (os.path.join(directory, strip.elements[k].filename) for k in shown):
+    """Whether a strip's frames use transparency: one of the files an image strip's first,
+    middle and last content frames show, or a movie's first frame (Blender loads no other frame
+    of a movie as an image), has an alpha channel with some pixel below opaque (trims do not
+    change the answer). A movie has one in a codec that stores alpha: PNG, QuickTime Animation,
+    ProRes 4444, FFV1 (H.264 and most others have none). Only then are decoded frames rendered
+    with alpha: a sprite or an effect keeps its transparent background, while an opaque picture
+    (RGBA files with a solid alpha, most renders) stays RGB, since scaling leaves its edges a
+    little transparent. A file that looks damaged is never loaded."""
+    if strip.type == "MOVIE":
+        files = [strips.movie_path(strip)]
+    else:
+        n = strips.image_content_count(strip) if strip.type == "IMAGE" else 0
+        if not n:
+            return False
+        directory = strips.strip_directory(strip)
+        shown = sorted({_shown_element(strip, i) for i in (0, n // 2, n - 1)})
+        files = [os.path.join(directory, strip.elements[k].filename) for k in shown]
+    for path in files:
         try:
             if _alpha_memo.get(path, path, lambda _st, p=path: _file_transparent(p)):
                 return True
@@ -213,7 +219,9 @@ def _file_transparent(path: str) -> bool:
         return False
     try:
         # 4 channels, and a depth of 8-bit RGBA (32; grey + alpha too) or float RGBA (128):
-        # 24, 96 are RGB; a multilayer EXR reports 128 with its first pass's channels.
+        # 24, 96 are RGB; a multilayer EXR reports 128 with its first pass's channels. A movie
+        # loads its first frame: 24 for H.264, 32 for PNG or QuickTime Animation with alpha,
+        # 128 (float) for ProRes 4444.
         if image.type != "IMAGE" or image.channels != 4:
             return False
         if image.depth != (128 if image.is_float else 32):

@@ -165,6 +165,15 @@ def test_movie_and_exr_strips_decode_train_extend(python, blender, built_zip, fr
     assert card["frames"][0][0] == 32 and card["trimmed_same_folder"] is True, card
     big = alpha["big_exr"]
     assert big["transparent"] is True and big["context"][0] == 32, big
+    # A movie with alpha (QuickTime Animation) decodes to RGBA and Extend from it writes RGBA
+    # (until 2026-12-01 movies counted as opaque); H.264 has no alpha and stays RGB.
+    movie = alpha["movie_alpha"]
+    assert movie["transparent"] is True and movie["count"] == 6, movie
+    assert movie["frames"] == [[32, 0.0], [32, 0.0]] and movie["context"] == [32, 0.0], movie
+    assert movie["extend"] == {"ret": ["FINISHED"], "error": None}, movie
+    assert movie["generated"] == [32, 32], movie
+    h264 = alpha["movie_h264"]
+    assert h264["transparent"] is False and h264["frames"] == [[24, 1.0], [24, 1.0]], h264
 
     # At the cut, the source's last frame as the worker reads it, inserted as a new strip,
     # renders as the source does: flipped, moved, turned and cropped; soft alpha from an EXR.

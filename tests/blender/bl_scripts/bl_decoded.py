@@ -17,15 +17,17 @@ import _bl_common as bl  # noqa: E402
 import _tiff  # noqa: E402
 
 
-def encode(frames: str, filepath: str, media_type: str, file_format: str, **settings) -> None:
-    """``frames``/frame_0001..16.png (64x36) rendered by a scratch scene to ``filepath``: a
-    movie, or numbered images where it ends in ####. ``settings``: image_settings or, with an
-    ``ffmpeg_`` prefix, FFmpeg settings."""
+def encode(frames: str, filepath: str, media_type: str, file_format: str, prefix: str = "frame_",
+           **settings) -> None:  # fmt: skip
+    """``frames``/frame_0001..16.png (64x36; ``prefix`` for another name, and a ``count``
+    setting for fewer) rendered by a scratch scene to ``filepath``: a movie, or numbered images
+    where it ends in ####. ``settings``: image_settings or, with an ``ffmpeg_`` prefix, FFmpeg
+    settings."""
     scene = bpy.data.scenes.new("Encode")
     strips = bl.strips_of(scene.sequence_editor_create())
-    strip = strips.new_image("src", os.path.join(frames, "frame_0001.png"), 1, 1)
-    for i in range(2, 17):
-        strip.elements.append(f"frame_{i:04d}.png")
+    strip = strips.new_image("src", os.path.join(frames, f"{prefix}0001.png"), 1, 1)
+    for i in range(2, settings.get("count", 16) + 1):
+        strip.elements.append(f"{prefix}{i:04d}.png")
     r = scene.render
     r.resolution_x, r.resolution_y, r.resolution_percentage = 64, 36, 100
     r.fps, r.fps_base = 24, 1.0
@@ -190,6 +192,36 @@ def alpha_stage(S, D, scene, args):
             ) == os.path.dirname(frames[0])
         if name == "sprite":
             scene.sequence_editor.active_strip = strip
+            train = bl.call_op(bpy.ops.fsgan.train_on_strip, steps=1, width=32, height=18,
+                               model_width=0.125, device="cpu")  # fmt: skip
+            extend = bl.call_op(bpy.ops.fsgan.extend_animation, count=2, device="cpu")
+            new = scene.sequence_editor.active_strip
+            directory = bpy.path.abspath(new.directory)
+            out[name]["train"], out[name]["extend"] = train, extend
+            out[name]["generated"] = [alpha_of(os.path.join(directory, e.filename))[0]
+                                      for e in new.elements]  # fmt: skip
+            bl.top_strips().remove(new)
+        bl.top_strips().remove(strip)
+    # Movies: the sprite as QuickTime Animation with alpha (Blender's depth 32) decodes to RGBA
+    # and Extend from it writes RGBA; as H.264 (no alpha in the codec) it stays RGB.
+    sprite = os.path.join(args.work, "sprite")
+    movies = (
+        ("movie_alpha", dict(ffmpeg_format="QUICKTIME", ffmpeg_codec="QTRLE", color_mode="RGBA")),
+        ("movie_h264", dict(ffmpeg_format="MPEG4", ffmpeg_codec="H264", color_mode="RGB")),
+    )
+    for name, settings in movies:
+        path = os.path.join(args.work, name + (".mov" if "QUICKTIME" in str(settings) else ".mp4"))
+        encode(sprite, path, "VIDEO", "FFMPEG", prefix="s_", count=6, **settings)
+        strip = bl.top_strips().new_movie(name, path, 30, 1)
+        frames = S.visible_frame_paths(strip, (64, 36))
+        out[name] = {
+            "transparent": D.transparent(strip),
+            "frames": [alpha_of(f) for f in frames[:2]],
+            "count": len(frames),
+        }
+        if name == "movie_alpha":
+            scene.sequence_editor.active_strip = strip
+            out[name]["context"] = alpha_of(S.context_frame_paths(strip, "END", 0)[-1])
             train = bl.call_op(bpy.ops.fsgan.train_on_strip, steps=1, width=32, height=18,
                                model_width=0.125, device="cpu")  # fmt: skip
             extend = bl.call_op(bpy.ops.fsgan.extend_animation, count=2, device="cpu")
