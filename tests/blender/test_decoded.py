@@ -170,7 +170,7 @@ def test_movie_and_exr_strips_decode_train_extend(python, blender, built_zip, fr
     movie = alpha["movie_alpha"]
     assert movie["transparent"] is True and movie["count"] == 6, movie
     assert movie["frames"] == [[32, 0.0], [32, 0.0]] and movie["context"] == [32, 0.0], movie
-    assert movie["extend"] == {"ret": ["FINISHED"], "error": None}, movie
+    assert movie["train"] == movie["extend"] == {"ret": ["FINISHED"], "error": None}, movie
     assert movie["generated"] == [32, 32], movie
     h264 = alpha["movie_h264"]
     assert h264["transparent"] is False and h264["frames"] == [[24, 1.0], [24, 1.0]], h264

@@ -206,11 +206,14 @@ def alpha_stage(S, D, scene, args):
     # and Extend from it writes RGBA; as H.264 (no alpha in the codec) it stays RGB.
     sprite = os.path.join(args.work, "sprite")
     movies = (
-        ("movie_alpha", dict(ffmpeg_format="QUICKTIME", ffmpeg_codec="QTRLE", color_mode="RGBA")),
-        ("movie_h264", dict(ffmpeg_format="MPEG4", ffmpeg_codec="H264", color_mode="RGB")),
+        (
+            "movie_alpha.mov",
+            dict(ffmpeg_format="QUICKTIME", ffmpeg_codec="QTRLE", color_mode="RGBA"),
+        ),
+        ("movie_h264.mp4", dict(ffmpeg_format="MPEG4", ffmpeg_codec="H264", color_mode="RGB")),
     )
-    for name, settings in movies:
-        path = os.path.join(args.work, name + (".mov" if "QUICKTIME" in str(settings) else ".mp4"))
+    for file, settings in movies:
+        name, path = os.path.splitext(file)[0], os.path.join(args.work, file)
         encode(sprite, path, "VIDEO", "FFMPEG", prefix="s_", count=6, **settings)
         strip = bl.top_strips().new_movie(name, path, 30, 1)
         frames = S.visible_frame_paths(strip, (64, 36))
