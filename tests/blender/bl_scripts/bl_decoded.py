@@ -158,6 +158,20 @@ def alpha_of(path: str) -> list:
         bpy.data.images.remove(img)
 
 
+def train_and_extend(scene, strip) -> dict:
+    """Train on ``strip`` (1 step, tiny) and extend it by 2 frames: the operators' results and
+    the depth of each generated file (32: RGBA); the new strip is removed again."""
+    scene.sequence_editor.active_strip = strip
+    train = bl.call_op(bpy.ops.fsgan.train_on_strip, steps=1, width=32, height=18,
+                       model_width=0.125, device="cpu")  # fmt: skip
+    extend = bl.call_op(bpy.ops.fsgan.extend_animation, count=2, device="cpu")
+    new = scene.sequence_editor.active_strip
+    directory = bpy.path.abspath(new.directory)
+    generated = [alpha_of(os.path.join(directory, e.filename))[0] for e in new.elements]
+    bl.top_strips().remove(new)
+    return {"train": train, "extend": extend, "generated": generated}
+
+
 def alpha_stage(S, D, scene, args):
     """Decoded frames keep transparency when the strip's frames use it (a reversed sprite, an
     RGBA OpenEXR), and stay RGB for an opaque picture stored as RGBA; Extend from the sprite
@@ -191,16 +205,7 @@ def alpha_stage(S, D, scene, args):
                 S.visible_frame_paths(strip, (64, 36))[0]
             ) == os.path.dirname(frames[0])
         if name == "sprite":
-            scene.sequence_editor.active_strip = strip
-            train = bl.call_op(bpy.ops.fsgan.train_on_strip, steps=1, width=32, height=18,
-                               model_width=0.125, device="cpu")  # fmt: skip
-            extend = bl.call_op(bpy.ops.fsgan.extend_animation, count=2, device="cpu")
-            new = scene.sequence_editor.active_strip
-            directory = bpy.path.abspath(new.directory)
-            out[name]["train"], out[name]["extend"] = train, extend
-            out[name]["generated"] = [alpha_of(os.path.join(directory, e.filename))[0]
-                                      for e in new.elements]  # fmt: skip
-            bl.top_strips().remove(new)
+            out[name].update(train_and_extend(scene, strip))
         bl.top_strips().remove(strip)
     # Movies: the sprite as QuickTime Animation with alpha (Blender's depth 32) decodes to RGBA
     # and Extend from it writes RGBA; as H.264 (no alpha in the codec) it stays RGB.
@@ -223,17 +228,8 @@ def alpha_stage(S, D, scene, args):
             "count": len(frames),
         }
         if name == "movie_alpha":
-            scene.sequence_editor.active_strip = strip
             out[name]["context"] = alpha_of(S.context_frame_paths(strip, "END", 0)[-1])
-            train = bl.call_op(bpy.ops.fsgan.train_on_strip, steps=1, width=32, height=18,
-                               model_width=0.125, device="cpu")  # fmt: skip
-            extend = bl.call_op(bpy.ops.fsgan.extend_animation, count=2, device="cpu")
-            new = scene.sequence_editor.active_strip
-            directory = bpy.path.abspath(new.directory)
-            out[name]["train"], out[name]["extend"] = train, extend
-            out[name]["generated"] = [alpha_of(os.path.join(directory, e.filename))[0]
-                                      for e in new.elements]  # fmt: skip
-            bl.top_strips().remove(new)
+            out[name].update(train_and_extend(scene, strip))
         bl.top_strips().remove(strip)
     bl.result(stage="alpha", **out)
 
