@@ -39,6 +39,7 @@ from core.generate import (
     calibrate_motion_gain,
     load_generator,
     reference_picks,
+    visible,
 )
 from core.generate import luma_detail as luma_laplacian_energy  # the sharpness measure
 from core.loops import HISTORY, find_loop, loop_index
@@ -111,14 +112,16 @@ def stability(roll: torch.Tensor, clip_all: torch.Tensor) -> dict:
     finite = bool(torch.isfinite(roll).all())
     u = _unit(torch.nan_to_num(roll, nan=0.0))
     real = _unit(clip_all)
-    ref_std = float(real.flatten(1).std(1).mean())
-    std_ratio = float(u.flatten(1).std(1).min()) / ref_std if ref_std > 0 else 1.0
-    means, gen = real.mean((2, 3)), u.mean((2, 3))  # (N, C) per-frame mean colours
+    # colours, contrast and motion as seen: premultiplied by alpha where there is one
+    seen_u, seen_real = visible(u), visible(real)
+    ref_std = float(seen_real.flatten(1).std(1).mean())
+    std_ratio = float(seen_u.flatten(1).std(1).min()) / ref_std if ref_std > 0 else 1.0
+    means, gen = seen_real.mean((2, 3)), seen_u.mean((2, 3))  # (N, C) per-frame mean colours
     lo, hi = means.min(0).values, means.max(0).values
     outside = float(torch.maximum(lo - gen, gen - hi).clamp_min(0.0).max())
     drift = float((gen - means.mean(0)).abs().max())  # from the clip's mean: the old bound
-    real_motion = motion_energy(real)
-    tail_motion = motion_energy(u[-11:])
+    real_motion = motion_energy(seen_real)
+    tail_motion = motion_energy(seen_u[-11:])
     freeze_ratio = tail_motion / real_motion if real_motion > 0.5 / 255 else None
     sharp_real = float(luma_laplacian_energy(real).mean())
     blowup = float(luma_laplacian_energy(u[-11:]).mean()) / sharp_real if sharp_real > 0 else 0.0

@@ -460,19 +460,30 @@ def luma_detail(x: torch.Tensor) -> torch.Tensor:
     return F.conv2d(y[:, None], k[None, None].to(y)).pow(2).mean((1, 2, 3))
 
 
+def visible(x: torch.Tensor) -> torch.Tensor:
+    """Frames (N, C, H, W) in [0, 1] as they are seen: with an alpha channel, the colours
+    premultiplied by it (what lies under a transparent pixel is not seen, so it neither drifts
+    nor adds contrast), alpha kept as the fourth channel; other frames as they are."""
+    if x.shape[1] != 4:
+        return x
+    return torch.cat([x[:, :3] * x[:, 3:], x[:, 3:]], 1)
+
+
 class Steadiness:
     """Judges generated frames against the strip's own frames (M, C, H, W) in [-1, 1]: a frame
     is not steady when a value is not finite, its mean colour leaves the range of the strip's
     mean colours by more than ``COLOUR_MARGIN`` on a channel (a drift), it has under
     ``FADE_FLOOR`` x the strip's contrast (a fade to a flat colour) or over
-    ``BLOWUP_CEILING`` x its detail (noise). The bounds are docs/QUALITY.md's for a stable
-    100-frame continuation; the strip's frames stand in for the footage to come."""
+    ``BLOWUP_CEILING`` x its detail (noise). Colours and contrast are judged as seen
+    (``visible``: premultiplied by alpha where there is one). The bounds are docs/QUALITY.md's
+    for a stable 100-frame continuation; the strip's frames stand in for the footage to come."""
 
     def __init__(self, reference: torch.Tensor):
         real = ((reference.float() + 1.0) / 2.0).clamp(0.0, 1.0)
-        means = real.mean((2, 3))
+        seen = visible(real)
+        means = seen.mean((2, 3))
         self.lo, self.hi = means.min(0).values, means.max(0).values
-        self.contrast = float(real.flatten(1).std(1).mean())
+        self.contrast = float(seen.flatten(1).std(1).mean())
         self.detail = float(luma_detail(real).mean())
 
     def why(self, frames: torch.Tensor) -> str | None:
@@ -480,11 +491,12 @@ class Steadiness:
         if not bool(torch.isfinite(frames).all()):
             return "it is not finite"
         gen = ((frames.float() + 1.0) / 2.0).clamp(0.0, 1.0)
-        got = gen.mean((2, 3))
+        seen = visible(gen)
+        got = seen.mean((2, 3))
         outside = float(torch.maximum(self.lo - got, got - self.hi).max())
         if outside > COLOUR_MARGIN:
             return f"its colours drift {outside:.2f} past the strip's"
-        low = float(gen.flatten(1).std(1).min())
+        low = float(seen.flatten(1).std(1).min())
         if self.contrast > 0.01 and low < FADE_FLOOR * self.contrast:
             return "it fades to a flat colour"
         if self.detail > 0 and float(luma_detail(gen).max()) > BLOWUP_CEILING * self.detail:

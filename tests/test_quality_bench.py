@@ -181,3 +181,33 @@ def test_stability_allows_a_clips_own_colour_changes_and_catches_drift_and_fadin
     assert not drifted["stable"] and drifted["color_outside_range_max"] > rc.DRIFT_BOUND
     faded = rc.stability(roll * 0.1 + ramp[35], clip)
     assert not faded["stable"] and faded["std_ratio_min"] < rc.STD_FLOOR
+
+
+def test_stability_judges_rgba_as_it_is_seen():
+    """A sprite on a transparent background: the colour under the transparent pixels changing
+    is neither drift nor motion; the sprite fading out is still a fade."""
+    from bench import real_clips as rc
+
+    gen = torch.Generator().manual_seed(1)
+    tex = torch.rand(3, 12, 12, generator=gen) * 1.6 - 0.8
+
+    def sprite(n: int, under) -> torch.Tensor:
+        frames = torch.empty(n, 4, 32, 64)
+        for i in range(n):
+            frames[i, :3] = under(i)
+            frames[i, 3] = -1.0
+            x = 2 + (3 * i) % 48  # moving right, wrapping
+            frames[i, :3, 10:22, x : x + 12] = tex
+            frames[i, 3, 10:22, x : x + 12] = 1.0
+        return frames
+
+    clip = sprite(40, lambda i: -1.0)  # black under the transparency
+    # the same sprite, moving on; under it a colour that flickers between black and white
+    roll = sprite(100, lambda i: 1.0 if i % 2 else -1.0)
+    ok = rc.stability(roll, clip)
+    assert ok["stable"], ok
+    assert ok["color_outside_range_max"] == pytest.approx(0.0, abs=1e-6)
+    faded = roll.clone()
+    faded[:, 3] = -1.0 + 0.05 * (faded[:, 3] + 1.0)  # alpha down to 2.5 %
+    out = rc.stability(faded, clip)
+    assert not out["stable"] and out["std_ratio_min"] < rc.STD_FLOOR, out
