@@ -195,10 +195,10 @@ class TrainConfig:
 def auto_batch_size(preset: str, runtime: Runtime) -> int:
     """The batch size a run takes unless one is given: 8; 4 for the default preset on a CPU
     without bf16 autocast. There a step of 8 takes about a second (docs/PERFORMANCE.md, "a
-    second machine"), so the add-on's 2 minutes make about 100 steps, where the benchmark's
-    tables trained about 400; a step of 4 takes half as long for about as many frames a
-    second, and the same minutes make twice the steps (docs/QUALITY.md, "Batch size on a CPU
-    without bf16"). The paper preset keeps its 8 everywhere."""
+    second machine"), so the add-on's 400 steps would take about 8 minutes; a step of 4
+    takes half as long for about as many frames a second, and the same minutes make twice the
+    steps (docs/QUALITY.md, "Batch size on a CPU without bf16"; the 400 steps then fit the
+    add-on's 5-minute Time Limit). The paper preset keeps its 8 everywhere."""
     if preset != "paper" and runtime.device.type == "cpu" and runtime.amp_dtype is None:
         return 4
     return 8

@@ -451,7 +451,7 @@ class FSGAN_OT_train_on_strip(_JobOperator, bpy.types.Operator):
         name="Time Limit",
         description="Minutes after which training ends even if fewer steps ran; 0: no limit "
         "(default: the panel's value)",
-        default=2.0,
+        default=5.0,
         min=0.0,
         options={"SKIP_SAVE"},
     )

@@ -59,9 +59,10 @@ class FSGAN_PG_settings(bpy.types.PropertyGroup):
     minutes: FloatProperty(
         name="Time Limit",
         description="Training ends after this many minutes even if fewer steps ran (0: no "
-        "limit, the steps decide). 400 steps take about 2 minutes on a 2-core CPU with bf16 "
-        "hardware, 6 on one without, under 1 on a GPU",
-        default=2.0,
+        "limit, the steps decide). 400 steps take under 1 minute on a GPU, about 2 on a "
+        "2-core CPU with bf16 hardware and 4-5 on one without, so the default 5 lets them "
+        "finish on most machines",
+        default=5.0,
         min=0.0,
         soft_max=120.0,
         subtype="TIME_ABSOLUTE",

@@ -23,6 +23,12 @@ def test_disable_enable_twice(python, blender, built_zip):
         assert {k: facts[k] for k in registered} == registered, (stage, facts)
         assert len(facts["classes"]) == 10, facts["classes"]
         assert facts["settings_steps"] == 400  # scene.fsgan works, with its default
+    # 400 steps within a 5-minute limit: the steps end a run on a GPU or a CPU with bf16, the
+    # limit on a slower CPU (docs/QUALITY.md, "Time Limit: 5 minutes"); a script calling the
+    # operator with either gets the same pair
+    installed = run.stage("installed")
+    assert installed["limits"] == {"steps": 400, "minutes": 5.0}, installed
+    assert installed["operator_limits"] == installed["limits"], installed
     for stage in ("disabled0", "disabled1"):
         facts = run.stage(stage)
         assert facts["enabled"] is False

@@ -48,7 +48,19 @@ def snapshot():
 def main():
     args = bl.parser().parse_args(sys.argv[sys.argv.index("--") + 1 :])
     bl.install(args.zip)
-    bl.result(stage="installed", **snapshot(), settings_steps=bpy.context.scene.fsgan.steps)
+    settings = bpy.context.scene.fsgan
+    train = bpy.ops.fsgan.train_on_strip.get_rna_type().properties
+    bl.result(
+        stage="installed",
+        **snapshot(),
+        settings_steps=settings.steps,
+        # the panel's limits and the operator's own defaults (a script's call without them)
+        limits={"steps": settings.steps, "minutes": round(settings.minutes, 4)},
+        operator_limits={
+            "steps": train["steps"].default,
+            "minutes": round(train["minutes"].default, 4),
+        },
+    )
     for i in range(2):
         assert bpy.ops.preferences.addon_disable(module=bl.MODULE) == {"FINISHED"}
         bl.result(stage=f"disabled{i}", **snapshot())
