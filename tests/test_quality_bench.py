@@ -187,26 +187,20 @@ def test_stability_judges_rgba_as_it_is_seen():
     """A sprite on a transparent background: the colour under the transparent pixels changing
     is neither drift nor motion; the sprite fading out is still a fade."""
     from bench import real_clips as rc
+    from core.procedural import make_rgba_sprite
 
-    gen = torch.Generator().manual_seed(1)
-    tex = torch.rand(3, 12, 12, generator=gen) * 1.6 - 0.8
-
-    def sprite(n: int, under) -> torch.Tensor:
-        frames = torch.empty(n, 4, 32, 64)
-        for i in range(n):
-            frames[i, :3] = under(i)
-            frames[i, 3] = -1.0
-            x = 2 + (3 * i) % 48  # moving right, wrapping
-            frames[i, :3, 10:22, x : x + 12] = tex
-            frames[i, 3, 10:22, x : x + 12] = 1.0
-        return frames
-
-    clip = sprite(40, lambda i: -1.0)  # black under the transparency
-    # the same sprite, moving on; under it a colour that flickers between black and white
-    roll = sprite(100, lambda i: 1.0 if i % 2 else -1.0)
+    frames = torch.from_numpy(make_rgba_sprite(100, 64, 48)).permute(0, 3, 1, 2).float()
+    frames = frames / 127.5 - 1.0  # circling; black under the transparency
+    clip = frames[:40]
+    # the sprite circling on; under it a colour that flickers between black and white
+    flicker = torch.tensor([1.0 if i % 2 else -1.0 for i in range(100)]).view(100, 1, 1, 1)
+    roll = frames.clone()
+    roll[:, :3] = torch.where(frames[:, 3:] == -1.0, flicker, frames[:, :3])
     ok = rc.stability(roll, clip)
     assert ok["stable"], ok
-    assert ok["color_outside_range_max"] == pytest.approx(0.0, abs=1e-6)
+    # within the range the clip's own colours span (circling at a period of 29.7 frames, the
+    # later frames land between the first 40's by rounding only)
+    assert ok["color_outside_range_max"] < 1e-3, ok
     faded = roll.clone()
     faded[:, 3] = -1.0 + 0.05 * (faded[:, 3] + 1.0)  # alpha down to 2.5 %
     out = rc.stability(faded, clip)

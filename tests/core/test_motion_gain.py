@@ -23,6 +23,7 @@ from core.generate import (
     ssim,
 )
 from core.models import ModelConfig, build_models, warp
+from core.procedural import make_rgba_sprite
 
 from .conftest import run_cli
 
@@ -157,29 +158,25 @@ def test_steadiness_names_what_goes_wrong():
 
 
 def _sprite_rgba(n: int, under: float) -> torch.Tensor:
-    """(n, 4, 32, 48) in [-1, 1]: a textured square moving right on a transparent background
-    whose hidden colour is ``under``."""
-    gen = torch.Generator().manual_seed(3)
-    tex = torch.rand(3, 12, 12, generator=gen) * 1.6 - 0.8
-    frames = torch.full((n, 4, 32, 48), under)
-    frames[:, 3] = -1.0  # alpha 0
-    for i in range(n):
-        frames[i, :3, 10:22, 4 + 2 * i : 16 + 2 * i] = tex
-        frames[i, 3, 10:22, 4 + 2 * i : 16 + 2 * i] = 1.0
-    return frames
+    """(n, 4, 48, 64) in [-1, 1]: core.procedural's circling sprite, its transparent pixels'
+    hidden colour set to ``under``."""
+    frames = torch.from_numpy(make_rgba_sprite(n, 64, 48)).permute(0, 3, 1, 2).float()
+    frames = frames / 127.5 - 1.0
+    hidden = frames[:, 3:] == -1.0
+    return torch.cat([torch.where(hidden, under, frames[:, :3]), frames[:, 3:]], 1)
 
 
 def test_steadiness_judges_an_rgba_strip_as_it_is_seen():
     """What lies under transparent pixels is not seen: another colour there is no drift; the
     background turning opaque, or the sprite vanishing, is still caught."""
-    ref = _sprite_rgba(8, under=-1.0)  # black under the transparency
+    ref = _sprite_rgba(12, under=-1.0)  # black under the transparency
     judge = Steadiness(ref)
     assert judge.why(ref) is None
-    assert judge.why(_sprite_rgba(8, under=1.0)) is None  # white under it: the same picture
-    filled = _sprite_rgba(8, under=1.0)
+    assert judge.why(_sprite_rgba(12, under=1.0)) is None  # white under it: the same picture
+    filled = _sprite_rgba(12, under=1.0)
     filled[:, 3] = 1.0  # the transparency fills in: a white background is seen
     assert "drift" in judge.why(filled)
-    gone = _sprite_rgba(8, under=1.0)
+    gone = _sprite_rgba(12, under=1.0)
     gone[:, 3] = -1.0  # fully transparent: nothing left to see, whatever the colours say
     assert judge.why(gone) == "it fades to a flat colour"
 
