@@ -64,6 +64,8 @@ REAL_METHODS = {
     # default preset takes 4 on a CPU without bf16 hardware, 8 elsewhere
     "batch4": ("default", {"batch_size": 4}),
     "batch8": ("default", {"batch_size": 8}),  # what every CPU trained before (the Xeon still)
+    # the training size fitted to the clip's aspect (Fit Strip Aspect), batch 4 as on such a CPU
+    "fit_aspect": ("default", {"batch_size": 4, "fit_aspect": True}),
     "motion_prior": ("default", {"motion_prior": True}),  # flows from constant velocity
     "residual_head": ("default", {"head": "residual"}),  # the model before the warp head
     # The recipe issue 14 found collapsing (residual head, width 32, lr 1e-3, adversarial weight

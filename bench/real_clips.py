@@ -32,7 +32,16 @@ import os
 import numpy as np
 import torch
 
-from core.data import Clip, Letterbox, list_frames, load_clip, load_full_size, to_float
+from core.data import (
+    Clip,
+    Letterbox,
+    fitted_size,
+    list_frames,
+    load_clip,
+    load_full_size,
+    read_frame,
+    to_float,
+)
 from core.device import pick_device
 from core.generate import (
     FullSizePredictor,
@@ -186,11 +195,15 @@ def flow_extrapolation(last: torch.Tensor, prev: torch.Tensor, count: int) -> to
 
 def train_on(paths: list[str], preset: str, overrides: dict, seed: int, device: str,
              precision: str = "auto") -> tuple[Trainer, dict]:  # fmt: skip
-    """Train at the add-on's size (letterboxed) on ``paths``; returns (trainer, info)."""
+    """Train at the add-on's size on ``paths``, letterboxed as the add-on does, or fitted to
+    the clip's aspect with ``fit_aspect`` (core.data.fitted_size); returns (trainer, info)."""
     from bench.quality import train_trainer
 
     over = {**ADDON, **overrides}
-    clip: Clip = load_clip(paths, over.pop("width"), over.pop("height"), exif=False)
+    w, h = over.pop("width"), over.pop("height")
+    if over.get("fit_aspect", False):
+        w, h = fitted_size(*read_frame(paths[0], exif=False).size, w, h)
+    clip: Clip = load_clip(paths, w, h, exif=False)
     return train_trainer(clip, preset, over, seed, device, precision)
 
 

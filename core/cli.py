@@ -144,6 +144,8 @@ def run_training(
 
         meta = read_metadata(out)
         mc = ModelConfig.from_dict(meta["model_config"])
+        fitted = TrainConfig.from_dict({**meta["train_config"], **t_kw}).fit_aspect
+        m_kw = fit_training_size(m_kw, paths[0], exif, fitted, kept=(mc.width, mc.height))
         clash = {k: v for k, v in m_kw.items() if getattr(mc, k) != v}
         if clash:
             was = ", ".join(f"{k}={getattr(mc, k)}" for k in clash)
@@ -156,9 +158,10 @@ def run_training(
         clip = load_clip(paths, mc.width, mc.height, channels=mc.channels, exif=exif)
         trainer = resume_trainer(clip, out, t_kw, runtime=rt)
     else:
-        probe = ModelConfig(**m_kw)
         tcfg = TrainConfig(**t_kw)
-        rt, memory = _checked_runtime(probe, tcfg, len(paths))  # before reading any frame
+        m_kw = fit_training_size(m_kw, paths[0], exif, tcfg.fit_aspect)
+        probe = ModelConfig(**m_kw)
+        rt, memory = _checked_runtime(probe, tcfg, len(paths))  # before reading the frames
         clip = load_clip(paths, probe.width, probe.height, channels=m_kw.get("channels"), exif=exif)
         mcfg = ModelConfig(**{**m_kw, "channels": clip.channels})
         trainer = Trainer(clip, mcfg, tcfg, runtime=rt)
@@ -178,6 +181,25 @@ def run_training(
     if preview_dir:
         os.makedirs(preview_dir, exist_ok=True)
     return fit(trainer, out, callback, should_stop, preview_dir)
+
+
+def fit_training_size(
+    m_kw: dict, first_frame: str, exif: bool, fit: bool, kept: tuple[int, int] | None = None
+) -> dict:
+    """``m_kw`` with its training width and height fitted to the first frame's aspect
+    (``core.data.fitted_size``) when ``fit``. Resuming (``kept``: the checkpoint's size), the
+    size as given is kept when it is the checkpoint's, so a model trained letterboxed, before
+    sizes were fitted, continues as it was."""
+    from .data import fitted_size, read_frame
+
+    if not fit:
+        return m_kw
+    defaults = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
+    size = (m_kw.get("width", defaults["width"]), m_kw.get("height", defaults["height"]))
+    if kept is not None and size == kept:
+        return m_kw
+    w, h = fitted_size(*read_frame(first_frame, exif).size, *size)
+    return {**m_kw, "width": w, "height": h}
 
 
 def _checked_runtime(mcfg: ModelConfig, tcfg: TrainConfig, n_frames: int):
@@ -466,6 +488,7 @@ def cmd_doctor(args) -> int:
 
 
 def cmd_estimate(args) -> int:
+    from .data import fitted_size
     from .device import pick_device
     from .estimate import GB, available_memory, estimate_training_memory
 
@@ -473,18 +496,22 @@ def cmd_estimate(args) -> int:
     m_kw, t_kw = split_settings(settings)
     mcfg = ModelConfig(**m_kw)
     tcfg = TrainConfig(**t_kw)
-    rt = pick_device(tcfg.device, tcfg.precision)
-    tcfg = tcfg.resolved(mcfg.preset, rt)
-    est = estimate_training_memory(mcfg, tcfg.batch_size, tcfg.unroll, args.frames, bool(tcfg.ema))
     if args.source:
-        from .estimate import estimate_generation_memory
-
         try:
             sw, sh = (int(v) for v in args.source.lower().split("x"))
         except ValueError:
             raise ValueError(
                 f"--source takes WIDTHxHEIGHT, e.g. 1920x1080, not {args.source!r}."
             ) from None
+        if tcfg.fit_aspect:  # trains at the source's aspect, as `train` would
+            w, h = fitted_size(sw, sh, mcfg.width, mcfg.height)
+            mcfg = dataclasses.replace(mcfg, width=w, height=h)
+    rt = pick_device(tcfg.device, tcfg.precision)
+    tcfg = tcfg.resolved(mcfg.preset, rt)
+    est = estimate_training_memory(mcfg, tcfg.batch_size, tcfg.unroll, args.frames, bool(tcfg.ema))
+    if args.source:
+        from .estimate import estimate_generation_memory
+
         gen = estimate_generation_memory(mcfg, sw, sh)
         est["generate_bytes"] = gen["total_bytes"]
         est["generate_size"] = f"{sw}x{sh}"
@@ -618,7 +645,7 @@ def build_parser() -> argparse.ArgumentParser:
     est.add_argument(
         "--source",
         help="also estimate extending frames of this size, WIDTHxHEIGHT (e.g. 1920x1080): "
-        "'generate_bytes'",
+        "'generate_bytes'; the training size is fitted to its aspect unless --no-fit-aspect",
     )
     add_config_args(est, ModelConfig)
     add_config_args(est, TrainConfig)

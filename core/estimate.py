@@ -59,6 +59,7 @@ def estimate_training_memory(
         "weights_bytes": weights_b,
         "activations_bytes": acts_b,
         "total_bytes": int(total * 1.2),  # allocator slack, workspaces
+        "train_size": f"{mcfg.width}x{mcfg.height}",  # what it was estimated for
     }
 
 

@@ -123,6 +123,16 @@ class TrainConfig:
             "'translation,color' (default preset), '' for none (paper preset)"
         },
     )
+    fit_aspect: bool = field(
+        default=False,
+        metadata={
+            "help": "train at the frames' own aspect ratio with about width x height pixels "
+            "(core.data.fitted_size: a square strip at 128x72 trains at 96x96) instead of "
+            "letterboxing them into exactly width x height. Opt-in: on four real clips of "
+            "other aspects it scored the same on average and was stable for 100 frames less "
+            "often (docs/QUALITY.md, 'Fit Strip Aspect')"
+        },
+    )
     seed: int = field(default=0, metadata={"help": "random seed (runs are repeatable on CPU)"})
     device: str = field(
         default="auto", metadata={"help": "auto (cuda > mps > cpu), cuda, mps, cpu"}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import atexit
 import glob
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -81,11 +82,19 @@ def _set_outcome(kind: str, label: str, level: str, message: str) -> None:
 
 
 def estimate_memory(
-    python: str, core_parent: str, extra_paths, settings: dict, n_frames: int
+    python: str,
+    core_parent: str,
+    extra_paths,
+    settings: dict,
+    n_frames: int,
+    source: tuple[int, int] | None = None,
 ) -> dict | None:
     """``python -m core estimate --json`` for a training job's settings, run by the worker's
-    Python; None when it gives no answer (no torch, a timeout): the worker checks again."""
+    Python; None when it gives no answer (no torch, a timeout): the worker checks again.
+    ``source``: the strip's frame size (the training size is fitted to its aspect)."""
     cmd = [python, "-m", "core", "estimate", "--frames", str(n_frames), "--json"]
+    if source:
+        cmd += ["--source", f"{source[0]}x{source[1]}"]
     for key, value in settings.items():
         flag = "--" + key.replace("_", "-")
         if isinstance(value, bool):
@@ -119,6 +128,24 @@ def estimate_memory(
         _log(f"no memory estimate (exit {proc.returncode}): {tail}")
         return None
     return est
+
+
+def decode_size(
+    width: int, height: int, fit_aspect: bool, source: tuple[int, int] | None = None
+) -> tuple[int, int]:
+    """The box frames Blender decodes for training are scaled down to fit (aspect kept): twice
+    the training size, enough for a clean resize in the worker. With Fit Strip Aspect the
+    training size follows the strip's aspect (``source``, its frame size, when known) with
+    about width x height pixels (core.data.fitted_size), so the box is a square twice its
+    longer side: a square 128 x 72 setting's for a square strip, 1.8x as long as the
+    setting's own box for a 9:16 one."""
+    if not fit_aspect:
+        return 2 * width, 2 * height
+    longer = max(width, height)
+    if source and min(source) > 0:
+        ratio = max(source) / min(source)
+        longer = max(longer, math.ceil((width * height * ratio) ** 0.5) + 8)  # 8: the rounding
+    return 2 * longer, 2 * longer
 
 
 def estimate_text(est: dict) -> str:
@@ -477,6 +504,13 @@ class FSGAN_OT_train_on_strip(_JobOperator, bpy.types.Operator):
         max=4096,
         options={"SKIP_SAVE"},
     )
+    fit_aspect: BoolProperty(
+        name="Fit Strip Aspect",
+        description="Train at the strip's aspect ratio with about Width x Height pixels; "
+        "off: letterboxed into exactly Width x Height (default: the panel's value)",
+        default=False,
+        options={"SKIP_SAVE"},
+    )
     device: EnumProperty(
         name="Device",
         description="Where the worker trains (default: the panel's value)",
@@ -511,6 +545,8 @@ class FSGAN_OT_train_on_strip(_JobOperator, bpy.types.Operator):
         if problem:
             raise ValueError(problem)
         width, height = self._value(s, "width"), self._value(s, "height")
+        fit = self._value(s, "fit_aspect")
+        self._source_size = strips.strip_resolution(strip, load=False)  # for the estimate
         # Frames Blender decodes (movies, OpenEXR, ...) are rendered at twice the training
         # size, enough for a clean resize in the worker; cached, so only the first time costs.
         wm = context.window_manager
@@ -523,7 +559,8 @@ class FSGAN_OT_train_on_strip(_JobOperator, bpy.types.Operator):
             _log(f"decoded {done}/{total} frames of '{strip.name}'")
 
         try:
-            frames = strips.visible_frame_paths(strip, (2 * width, 2 * height), progress)
+            box = decode_size(width, height, fit, self._source_size)
+            frames = strips.visible_frame_paths(strip, box, progress)
         finally:
             if decoding:
                 wm.progress_end()
@@ -544,6 +581,7 @@ class FSGAN_OT_train_on_strip(_JobOperator, bpy.types.Operator):
             "minutes": round(self._value(s, "minutes"), 4),
             "width": width,
             "height": height,
+            "fit_aspect": fit,
             "device": self._value(s, "device"),
             "width_mult": round(self._value(s, "model_width"), 6),
             "seed": s.seed,
@@ -571,7 +609,13 @@ class FSGAN_OT_train_on_strip(_JobOperator, bpy.types.Operator):
         strip = strips.active_strip(context)
         if strips.strip_problem(strip) or not decode.needs_decode(strip):
             return None  # _start() reports any problem
-        size = (2 * self._value(scene.fsgan, "width"), 2 * self._value(scene.fsgan, "height"))
+        s = scene.fsgan
+        size = decode_size(
+            self._value(s, "width"),
+            self._value(s, "height"),
+            self._value(s, "fit_aspect"),
+            strips.strip_resolution(strip, load=False),
+        )
         task = decode.DecodeTask(scene.name, strip.name, size)
         return task if task.total else None
 
@@ -584,7 +628,12 @@ class FSGAN_OT_train_on_strip(_JobOperator, bpy.types.Operator):
             # its `started` event) is shown, and the worker refuses a job that won't fit.
             return
         est = estimate_memory(
-            python, core_parent, extra_paths, job_dict["train"], len(job_dict["frames"])
+            python,
+            core_parent,
+            extra_paths,
+            job_dict["train"],
+            len(job_dict["frames"]),
+            getattr(self, "_source_size", None),
         )
         if est is None:
             return

@@ -47,6 +47,14 @@ class FSGAN_PG_settings(bpy.types.PropertyGroup):
         min=16,
         max=4096,
     )
+    fit_aspect: BoolProperty(
+        name="Fit Strip Aspect",
+        description="Train at the strip's own aspect ratio with about Resolution X x Y "
+        "pixels (a square strip at 128 x 72 trains at 96 x 96) instead of letterboxing it "
+        "into exactly X x Y. Sharper next frames; over longer continuations it measured the "
+        "same on average (docs/QUALITY.md)",
+        default=False,
+    )
     steps: IntProperty(
         name="Steps",
         description="Most training steps; training also ends at the Time Limit. The quality "

@@ -166,7 +166,15 @@ def test_job_faults_are_clear_and_lose_nothing(
     assert big["op"] == {"ret": ["FINISHED"], "error": None}, big
     assert "Resolution: 7680 x 4320" in big["source_panel"]
     assert (big["model_config"]["width"], big["model_config"]["height"]) == (32, 32)
+    assert big["estimate"]["train_size"] == "32x32"
     assert big["estimate"]["frames_bytes"] == 3 * 3 * 32 * 32  # the training size, not 8K
+    # Fit Strip Aspect: 32 x 32's pixels at the strip's 16:9 (core.data.fitted_size), and the
+    # estimate before the job (from the strip's size) says so
+    fitted = run.stage("big_fitted")
+    assert fitted["op"] == {"ret": ["FINISHED"], "error": None}, fitted
+    assert (fitted["model_config"]["width"], fitted["model_config"]["height"]) == (40, 24)
+    assert fitted["estimate"]["train_size"] == "40x24"
+    assert fitted["estimate"]["frames_bytes"] == 3 * 3 * 40 * 24
     assert any(label.startswith("Memory estimate: about") for label in big["panel"])
 
 

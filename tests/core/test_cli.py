@@ -64,6 +64,43 @@ def test_extend_train_size_and_source_size(clip_dir, tmp_path):
         assert Image.open(out / "frame_0001.png").size == expect
 
 
+def test_fit_aspect_trains_at_the_frames_aspect(tmp_path):
+    """--fit-aspect: --width/--height set about how many pixels train and the size follows
+    the frames' aspect (a 2:1 strip at 32x32 trains at 48x24, no letterbox bars); without it
+    they are letterboxed into 32x32. Either checkpoint resumes at its own size, also when the
+    option is given only on resuming."""
+    from core.checkpoint import read_metadata
+    from core.procedural import make_clip, write_frames
+
+    src = tmp_path / "wide"
+    write_frames(make_clip("pendulum", 8, 96, 48), str(src))
+    fitted, boxed = tmp_path / "fitted.safetensors", tmp_path / "boxed.safetensors"
+    for ckpt, extra in ((fitted, ["--fit-aspect"]), (boxed, [])):
+        r = run_cli("train", "--frames", src, "--out", ckpt, "--steps", 1, *TINY_ARGS, *extra)
+        assert r.returncode == 0, r.stderr
+
+    def size(path):
+        meta = read_metadata(str(path))
+        return meta["model_config"]["width"], meta["model_config"]["height"], meta["step"]
+
+    assert size(fitted) == (48, 24, 1) and size(boxed) == (32, 32, 1)
+    for ckpt in (fitted, boxed):  # one step more; the boxed one with the option turned on
+        extra = ["--fit-aspect"] if ckpt == boxed else []
+        r = run_cli("train", "--frames", src, "--out", ckpt, "--steps", 2, "--resume",
+                    *TINY_ARGS, *extra)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+    assert size(fitted) == (48, 24, 2) and size(boxed) == (32, 32, 2)
+    out = tmp_path / "gen"
+    r = run_cli("extend", "--checkpoint", fitted, "--from", src / "frame_0008.png", "--count", 1,
+                "--out", out, "--size", "train", "--device", "cpu")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert Image.open(out / "frame_0001.png").size == (48, 24)
+    for extra, want in ((["--fit-aspect"], "48x24"), ([], "32x32")):
+        est = run_cli("estimate", "--frames", 8, "--source", "96x48", "--json", *TINY_ARGS, *extra)
+        assert est.returncode == 0, est.stderr
+        assert json.loads(est.stdout.splitlines()[-1])["train_size"] == want
+
+
 def test_resume_continues_to_more_steps(clip_dir, tmp_path):
     from core.checkpoint import read_metadata
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.data import FrameError, Letterbox, list_frames, load_clip, read_frame
+from core.data import FrameError, Letterbox, fitted_size, list_frames, load_clip, read_frame
 from tests.blender.bl_scripts._tiff import write_float_tiff
 
 
@@ -53,6 +53,28 @@ def test_letterbox_undo_restores_source_size():
     box = Letterbox(40, 20, 32, 32)
     img = box.apply(Image.fromarray(_rgb()))
     assert img.size == (32, 32) and box.undo(img).size == (40, 20)
+
+
+@pytest.mark.parametrize(
+    "src, setting, want",
+    [
+        ((1920, 1080), (128, 72), (128, 72)),  # the setting's own aspect: kept exactly
+        ((256, 144), (112, 63), (112, 63)),  # 63 is no multiple of 8: still kept
+        ((256, 256), (128, 72), (96, 96)),  # square: 72x72 letterboxed before
+        ((1080, 1920), (128, 72), (72, 128)),  # a 9:16 phone video: 40x72 before
+        ((160, 120), (128, 72), (112, 80)),  # 4:3
+        ((4000, 100), (128, 72), (608, 16)),  # a strip 40x as wide: at least 2x the multiple
+    ],
+)
+def test_fitted_size_follows_the_frames_aspect(src, setting, want):
+    w, h = fitted_size(*src, *setting)
+    assert (w, h) == want
+    if want != setting and src[0] / src[1] < 10:
+        assert w % 8 == 0 and h % 8 == 0
+        assert abs(w * h / (setting[0] * setting[1]) - 1) < 0.1  # about the same pixels
+        assert abs((w / h) / (src[0] / src[1]) - 1) < 0.1  # at the frames' aspect
+        box = Letterbox(*src, w, h)
+        assert box.inner[2] * box.inner[3] >= 0.9 * w * h  # bars of a few pixels at most
 
 
 def test_bad_input_messages(tmp_path):

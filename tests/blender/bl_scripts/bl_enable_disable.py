@@ -55,10 +55,15 @@ def main():
         **snapshot(),
         settings_steps=settings.steps,
         # the panel's limits and the operator's own defaults (a script's call without them)
-        limits={"steps": settings.steps, "minutes": round(settings.minutes, 4)},
+        limits={
+            "steps": settings.steps,
+            "minutes": round(settings.minutes, 4),
+            "fit_aspect": settings.fit_aspect,
+        },
         operator_limits={
             "steps": train["steps"].default,
             "minutes": round(train["minutes"].default, 4),
+            "fit_aspect": train["fit_aspect"].default,
         },
     )
     for i in range(2):

@@ -245,6 +245,15 @@ def main():
         estimate=addon.operators.last_estimate(),
         panel=panel_labels("FSGAN_PT_training"),
     )
+    # Fit Strip Aspect: the configured resolution's pixels at the strip's aspect
+    op = train(steps=1, fit_aspect=True)
+    _, meta = safetensors_ok(addon.strips.checkpoint_of(big))
+    bl.result(
+        stage="big_fitted",
+        op=op,
+        model_config=json.loads(meta.get("model_config", "{}")),
+        estimate=addon.operators.last_estimate(),
+    )
 
 
 bl.run(main)
