@@ -188,8 +188,8 @@ def fit_training_size(
 ) -> dict:
     """``m_kw`` with its training width and height fitted to the first frame's aspect
     (``core.data.fitted_size``) when ``fit``. Resuming (``kept``: the checkpoint's size), the
-    size as given is kept when it is the checkpoint's, so a model trained letterboxed, before
-    sizes were fitted, continues as it was."""
+    size as given is kept when it is the checkpoint's: a model trained letterboxed continues
+    letterboxed when the option is turned on only for the resume."""
     from .data import fitted_size, read_frame
 
     if not fit:

@@ -136,9 +136,8 @@ def decode_size(
     """The box frames Blender decodes for training are scaled down to fit (aspect kept): twice
     the training size, enough for a clean resize in the worker. With Fit Strip Aspect the
     training size follows the strip's aspect (``source``, its frame size, when known) with
-    about width x height pixels (core.data.fitted_size), so the box is a square twice its
-    longer side: a square 128 x 72 setting's for a square strip, 1.8x as long as the
-    setting's own box for a 9:16 one."""
+    about width x height pixels (core.data.fitted_size), so the box is a square of twice its
+    longer side (at 128 x 72: 256 x 256 for a square strip, 272 x 272 for a 9:16 one)."""
     if not fit_aspect:
         return 2 * width, 2 * height
     longer = max(width, height)
