@@ -66,6 +66,8 @@ REAL_METHODS = {
     "batch8": ("default", {"batch_size": 8}),  # what every CPU trained before (the Xeon still)
     # the training size fitted to the clip's aspect (Fit Strip Aspect), batch 4 as on such a CPU
     "fit_aspect": ("default", {"batch_size": 4, "fit_aspect": True}),
+    # the flow term (Optical Flow Guidance), batch 4 as on such a CPU
+    "flow_sup": ("default", {"batch_size": 4, "flow_weight": 1.0}),
     "motion_prior": ("default", {"motion_prior": True}),  # flows from constant velocity
     "residual_head": ("default", {"head": "residual"}),  # the model before the warp head
     # The recipe issue 14 found collapsing (residual head, width 32, lr 1e-3, adversarial weight

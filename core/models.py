@@ -366,13 +366,19 @@ class UNetGenerator(nn.Module):
             residual=torch.tanh(h[:, 3 * k : 3 * k + c]),
         )
 
-    def forward(self, ctx: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, ctx: torch.Tensor, prior: torch.Tensor | None = None, with_flow: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """The next frame; ``with_flow`` (warp head): (frame, the flow of the last context
+        frame (B, 2, H, W), float32), for the trainer's flow term."""
         if not self.warp:
             last = ctx[:, -1]  # (B, C, H, W)
             return torch.clamp(last + 2.0 * torch.tanh(self._features(ctx)), -1.0, 1.0)
-        out = compose(ctx.float(), self.motion(ctx, prior))
+        m = self.motion(ctx, prior)
+        out = compose(ctx.float(), m)
         # Training keeps the gradient everywhere; a generated frame stays in the pixel range.
-        return out if self.training else out.clamp(-1.0, 1.0)
+        out = out if self.training else out.clamp(-1.0, 1.0)
+        return (out, m.flow[:, -1]) if with_flow else out
 
 
 @dataclass

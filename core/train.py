@@ -25,7 +25,7 @@ from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .data import Clip, tensor_to_image, to_float
 from .device import Runtime, pick_device
 from .guard import Guard, holdout_windows
-from .models import ModelConfig, build_models
+from .models import ModelConfig, build_models, estimate_flow
 
 
 @dataclass
@@ -90,6 +90,17 @@ class TrainConfig:
             "help": "weight of the two adversarial terms in G's updates when an L1 term is on "
             "(default preset 0.1; 0 = an L1-only ablation; docs/QUALITY.md measures what the "
             "GAN adds)"
+        },
+    )
+    flow_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "weight of a flow term in G's updates (warp head): the L1 distance, in "
+            "training pixels, between G's flow for the last context frame and a Lucas-Kanade "
+            "flow from that frame to the real next one (core.models.estimate_flow). Trained on "
+            "the image alone, a small network learns sub-pixel motion slowest and its flows "
+            "lag the footage. 0 = off (both presets); 1 was measured in docs/QUALITY.md, 'The "
+            "flow term': a hand-held camera shot gains much, a game capture and a sprite lose"
         },
     )
     adv_warmup: int | None = field(
@@ -187,8 +198,8 @@ class TrainConfig:
             out.batch_size = auto_batch_size(preset, rt)
         if out.steps < 0 or out.batch_size < 1 or out.unroll < 1:
             raise ValueError("steps must be >= 0, batch_size >= 1 and unroll >= 1.")
-        if out.minutes < 0 or out.adv_warmup < 0 or out.val_every < 0:
-            raise ValueError("minutes, adv_warmup and val_every must be >= 0.")
+        if out.minutes < 0 or out.adv_warmup < 0 or out.val_every < 0 or out.flow_weight < 0:
+            raise ValueError("minutes, adv_warmup, val_every and flow_weight must be >= 0.")
         if out.guard not in ("recover", "best", "off"):
             raise ValueError(f"guard must be 'recover', 'best' or 'off', not {out.guard!r}.")
         return out
@@ -370,19 +381,27 @@ class Trainer:
         return seq.contiguous(memory_format=torch.contiguous_format)
 
     def _rollout(
-        self, g: nn.Module, seq: torch.Tensor, prior: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self,
+        g: nn.Module,
+        seq: torch.Tensor,
+        prior: torch.Tensor | None = None,
+        with_flow: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """G's predictions for the U frames after the context, each from the previous
         predictions (unrolled). ``prior``: the real context's motion prior, computed once per
-        step for G's three passes. Returns (fake, prev): (B*U, C, H, W) each."""
+        step for G's three passes. Returns (fake, prev, flow): (B*U, C, H, W) each, and with
+        ``with_flow`` G's flow for the last real context frame (B, 2, H, W), else None."""
         ctx = seq[:, : self.context]
-        fakes, prevs = [], []
+        fakes, prevs, flow = [], [], None
         for u in range(self.unroll):
-            pred = g(ctx, prior) if (prior is not None and u == 0) else g(ctx)
+            if u == 0 and with_flow:
+                pred, flow = g(ctx, prior, with_flow=True)
+            else:
+                pred = g(ctx, prior) if (prior is not None and u == 0) else g(ctx)
             fakes.append(pred)
             prevs.append(ctx[:, -1])
             ctx = torch.cat([ctx[:, 1:], pred[:, None]], 1)
-        return torch.cat(fakes), torch.cat(prevs)
+        return torch.cat(fakes), torch.cat(prevs), flow
 
     def _real(self, seq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(real next frames, real previous frames), each (B*U, C, H, W), in _rollout's order."""
@@ -418,8 +437,12 @@ class Trainer:
 
         # the motion prior of the real context (None without it): once for G's three passes
         prior = self.g.motion_prior(seq[:, : self.context]) if self.mcfg.uses_prior else None
+        # the flow term's target: how the last real context frame moves into the next real one
+        teacher = None
+        if cfg.flow_weight and self.mcfg.warps:
+            teacher = estimate_flow(seq[:, self.context - 1], seq[:, self.context])
         with torch.no_grad(), self.rt.autocast():
-            fake, fprev = self._rollout(self._g_frozen, seq, prior)
+            fake, fprev, _ = self._rollout(self._g_frozen, seq, prior)
         fake = fake.float()
 
         # ---- update D: real frames vs predicted frames (eq. 1) ----
@@ -452,11 +475,13 @@ class Trainer:
         self._phase("G_D", phases)
         self.d.requires_grad_(False)
         with self.rt.autocast():
-            fake, _ = self._rollout(self._g, seq, prior)
+            fake, _, flow = self._rollout(self._g, seq, prior, teacher is not None)
             (f,) = self._aug(fake, gen=agen)
             loss_gd = g_loss_fn(self._d_frozen(f))
             l1 = F.l1_loss(fake.float(), real)
             total = adv * loss_gd + cfg.l1_weight * l1 if cfg.l1_weight else loss_gd
+            if teacher is not None:
+                total = total + cfg.flow_weight * F.l1_loss(flow, teacher)
         self.opt_g.zero_grad(set_to_none=True)
         total.backward()
         self.opt_g.step()
@@ -466,11 +491,13 @@ class Trainer:
         self._phase("G_S", phases)
         self.s.requires_grad_(False)
         with self.rt.autocast():
-            fake, fprev = self._rollout(self._g, seq, prior)
+            fake, fprev, flow = self._rollout(self._g, seq, prior, teacher is not None)
             fn, fp = self._aug(fake, fprev, gen=agen)
             loss_gs = g_loss_fn(self._s_frozen(fn - fp, fp))
             l1_s = F.l1_loss(fake.float(), real)
             total = adv * loss_gs + cfg.l1_weight * l1_s if cfg.l1_weight else loss_gs
+            if teacher is not None:
+                total = total + cfg.flow_weight * F.l1_loss(flow, teacher)
         self.opt_g.zero_grad(set_to_none=True)
         total.backward()
         self.opt_g.step()

@@ -31,6 +31,7 @@ from .properties import DEVICE_ITEMS, PRESET_ITEMS, START_ITEMS
 LOG_PREFIX = "FrameSequenceGAN:"
 GB = 2**30
 ESTIMATE_TIMEOUT_S = 60.0
+FLOW_WEIGHT = 1.0  # Optical Flow Guidance: core's flow_weight, as measured (docs/QUALITY.md)
 # What to lower when a job does not fit, in the panel's words (not the CLI's flags).
 MEMORY_ADVICE = (
     "lower Batch Size (Training > Advanced), Resolution X/Y or Model Width, or set Device to CPU"
@@ -510,6 +511,13 @@ class FSGAN_OT_train_on_strip(_JobOperator, bpy.types.Operator):
         default=False,
         options={"SKIP_SAVE"},
     )
+    flow_guidance: BoolProperty(
+        name="Optical Flow Guidance",
+        description="Also teach the model the strip's motion as optical flow measures it "
+        "(default: the panel's value)",
+        default=False,
+        options={"SKIP_SAVE"},
+    )
     device: EnumProperty(
         name="Device",
         description="Where the worker trains (default: the panel's value)",
@@ -581,6 +589,7 @@ class FSGAN_OT_train_on_strip(_JobOperator, bpy.types.Operator):
             "width": width,
             "height": height,
             "fit_aspect": fit,
+            "flow_weight": FLOW_WEIGHT if self._value(s, "flow_guidance") else 0.0,
             "device": self._value(s, "device"),
             "width_mult": round(self._value(s, "model_width"), 6),
             "seed": s.seed,

@@ -180,6 +180,7 @@ class FSGAN_PT_training(_SidebarPanel, bpy.types.Panel):
         sub.prop(s, "width", text="Resolution X")
         sub.prop(s, "height", text="Y")
         sub.prop(s, "fit_aspect")
+        col.prop(s, "flow_guidance")
         col.prop(s, "minutes", text="Time Limit (min)")
         col.prop(s, "steps", text="Steps (most)")
         col.prop(s, "device")

@@ -55,6 +55,13 @@ class FSGAN_PG_settings(bpy.types.PropertyGroup):
         "same on average (docs/QUALITY.md)",
         default=False,
     )
+    flow_guidance: BoolProperty(
+        name="Optical Flow Guidance",
+        description="Also teach the model the strip's motion as optical flow measures it "
+        "(default preset only). On a hand-held camera shot it moved and scored much better; "
+        "on a game capture and on sprites a little worse (docs/QUALITY.md, 'The flow term')",
+        default=False,
+    )
     steps: IntProperty(
         name="Steps",
         description="Most training steps; training also ends at the Time Limit. The quality "

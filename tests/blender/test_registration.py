@@ -26,9 +26,11 @@ def test_disable_enable_twice(python, blender, built_zip):
     # 400 steps within a 5-minute limit: the steps end a run on a GPU or a CPU with bf16, the
     # limit on a slower CPU (docs/QUALITY.md, "Time Limit: 5 minutes"); frames are letterboxed
     # into the resolution unless Fit Strip Aspect is on (docs/QUALITY.md, "Fit Strip Aspect");
+    # Optical Flow Guidance is opt-in ("The flow term");
     # a script calling the operator without them gets the same
     installed = run.stage("installed")
-    assert installed["limits"] == {"steps": 400, "minutes": 5.0, "fit_aspect": False}, installed
+    want = {"steps": 400, "minutes": 5.0, "fit_aspect": False, "flow_guidance": False}
+    assert installed["limits"] == want, installed
     assert installed["operator_limits"] == installed["limits"], installed
     for stage in ("disabled0", "disabled1"):
         facts = run.stage(stage)

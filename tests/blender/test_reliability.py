@@ -175,6 +175,9 @@ def test_job_faults_are_clear_and_lose_nothing(
     assert (fitted["model_config"]["width"], fitted["model_config"]["height"]) == (40, 24)
     assert fitted["estimate"]["train_size"] == "40x24"
     assert fitted["estimate"]["frames_bytes"] == 3 * 3 * 40 * 24
+    # Optical Flow Guidance: off by default, the flow term's weight when asked for
+    assert big["train_config"]["flow_weight"] == 0.0, big["train_config"]
+    assert fitted["train_config"]["flow_weight"] == 1.0, fitted["train_config"]
     assert any(label.startswith("Memory estimate: about") for label in big["panel"])
 
 

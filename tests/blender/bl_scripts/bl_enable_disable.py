@@ -59,11 +59,13 @@ def main():
             "steps": settings.steps,
             "minutes": round(settings.minutes, 4),
             "fit_aspect": settings.fit_aspect,
+            "flow_guidance": settings.flow_guidance,
         },
         operator_limits={
             "steps": train["steps"].default,
             "minutes": round(train["minutes"].default, 4),
             "fit_aspect": train["fit_aspect"].default,
+            "flow_guidance": train["flow_guidance"].default,
         },
     )
     for i in range(2):

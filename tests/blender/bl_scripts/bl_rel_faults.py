@@ -242,16 +242,19 @@ def main():
         op=op,
         source_panel=source_panel,
         model_config=json.loads(meta.get("model_config", "{}")),
+        train_config=json.loads(meta.get("train_config", "{}")),
         estimate=addon.operators.last_estimate(),
         panel=panel_labels("FSGAN_PT_training"),
     )
-    # Fit Strip Aspect: the configured resolution's pixels at the strip's aspect
-    op = train(steps=1, fit_aspect=True)
+    # Fit Strip Aspect: the configured resolution's pixels at the strip's aspect; Optical Flow
+    # Guidance reaches the worker as the flow term's weight
+    op = train(steps=1, fit_aspect=True, flow_guidance=True)
     _, meta = safetensors_ok(addon.strips.checkpoint_of(big))
     bl.result(
         stage="big_fitted",
         op=op,
         model_config=json.loads(meta.get("model_config", "{}")),
+        train_config=json.loads(meta.get("train_config", "{}")),
         estimate=addon.operators.last_estimate(),
     )
 
