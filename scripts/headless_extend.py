@@ -46,6 +46,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--device", choices=("auto", "cuda", "mps", "cpu"), help="device to train and generate on"
     )
+    p.add_argument(
+        "--fit-aspect",
+        action="store_true",
+        help="train at the strip's own aspect ratio (the panel's Fit Strip Aspect)",
+    )
+    p.add_argument(
+        "--flow-guidance",
+        action="store_true",
+        help="train with the flow term (the panel's Optical Flow Guidance; camera footage)",
+    )
     p.add_argument("--model-width", type=float, help="channel multiplier of the networks")
     p.add_argument("--batch-size", type=int, help="frame pairs per training step")
     p.add_argument("--resume", action="store_true", help="continue the strip's checkpoint")
@@ -162,6 +172,9 @@ def main(args: argparse.Namespace) -> int:
         value = getattr(args, key)
         if value is not None:
             train_kw[key] = value
+    for key in ("fit_aspect", "flow_guidance"):  # on when given, else the panel's value
+        if getattr(args, key):
+            train_kw[key] = True
     if bpy.context.scene != scene:
         return fail(f"Scene '{scene.name}' cannot be made the active scene here.")
     # Blender 5.0: the operators act on the workspace's sequencer scene when one is set.

@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+from core.checkpoint import load_checkpoint
+
 from .conftest import ROOT
 from .test_train_extend import png_size
 
@@ -36,7 +38,7 @@ def test_headless_extend_script(blender, frames16, tmp_path):
     out = tmp_path / "out"
     proc = run_script([script, "--blend", blend, "--strip", "shot 01/../x", "--count", "4",
                        "--steps", "3", *TINY, "--output-dir", out, "--no-loop",
-                       "--model-dir", tmp_path / "models"], tmp_path)  # fmt: skip
+                       "--flow-guidance", "--model-dir", tmp_path / "models"], tmp_path)  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "FrameSequenceGAN: train step 3/3" in proc.stdout
     # --no-loop is accepted by the operator (continue_loops=False; the exit status above); this
@@ -53,6 +55,8 @@ def test_headless_extend_script(blender, frames16, tmp_path):
     assert source["checkpoint"] and os.path.isfile(source["checkpoint"])
     assert os.path.dirname(source["checkpoint"]) == str(tmp_path / "models")
     assert source["checkpoint_stored"].startswith("//models/")  # relative to the saved .blend
+    # --flow-guidance reached the training (the panel's Optical Flow Guidance)
+    assert load_checkpoint(source["checkpoint"]).train_config["flow_weight"] == 1.0
 
 
 def test_headless_extend_refusals_and_interrupt(blender, frames16, tmp_path):
