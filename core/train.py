@@ -100,7 +100,8 @@ class TrainConfig:
             "flow from that frame to the real next one (core.models.estimate_flow). Trained on "
             "the image alone, a small network learns sub-pixel motion slowest and its flows "
             "lag the footage. 0 = off (both presets); 1 was measured in docs/QUALITY.md, 'The "
-            "flow term': a hand-held camera shot gains much, a game capture and a sprite lose"
+            "flow term': a small hand-held camera shot gains much; the same shot at 720p, a game "
+            "capture and sprites lose a little"
         },
     )
     adv_warmup: int | None = field(

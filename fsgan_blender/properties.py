@@ -58,8 +58,9 @@ class FSGAN_PG_settings(bpy.types.PropertyGroup):
     flow_guidance: BoolProperty(
         name="Optical Flow Guidance",
         description="Also teach the model the strip's motion as optical flow measures it "
-        "(default preset only). On a hand-held camera shot it moved and scored much better; "
-        "on a game capture and on sprites a little worse (docs/QUALITY.md, 'The flow term')",
+        "(default preset only). On a small hand-held camera shot it moved and scored much "
+        "better; on the same shot at 720p, a game capture and sprites a little worse "
+        "(docs/QUALITY.md, 'The flow term')",
         default=False,
     )
     steps: IntProperty(
