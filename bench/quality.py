@@ -60,6 +60,7 @@ REAL_METHODS = {
     "default": ("default", {}),
     "paper": ("paper", {}),
     "l1_only": ("default", {"adv_weight": 0.0}),  # the ablation: no adversarial terms
+    "warp_term": ("default", {"warp_weight": 10.0}),  # the warp term (--warp-weight 10)
     # the batch size as given, not chosen for the device (core.train.auto_batch_size): the
     # default preset takes 4 on a CPU without bf16 hardware, 8 elsewhere
     "batch4": ("default", {"batch_size": 4}),
