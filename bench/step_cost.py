@@ -1,14 +1,15 @@
 """What a training term costs: seconds per step of the default preset with TrainConfig overrides,
 side by side in one run, on a real clip (or a procedural one), with the ratio to the first.
 
-    python bench/step_cost.py                                   # warp term on/off, flow term
+    python bench/step_cost.py                # default, warp term, flow term (a procedural clip)
     python bench/step_cost.py --variants "base:;warp:warp_weight=10;flow:flow_weight=1" \
         --clip ../shared/clips/camera_flower_handheld --steps 10 --rounds 3
 
 The variants' steps are interleaved (round r times each variant's next ``--steps`` steps), so a
 machine that speeds up or slows down during the run touches every variant alike; the median of
 the rounds is reported. Each variant keeps its own Trainer (same seed, same batches), trains at
-the add-on's size (128x72 letterboxed, width 1.0) and warms up ``--warmup`` steps untimed.
+the add-on's size by default (128x72 letterboxed, width 1.0) and warms up ``--warmup`` steps
+untimed. Values parse as int, else float, else text (``batch_size=4``, ``guard=off``).
 """
 
 from __future__ import annotations
@@ -39,11 +40,13 @@ def parse_variants(text: str) -> list[tuple[str, dict]]:
         name, _, body = part.partition(":")
         kw: dict = {}
         for item in filter(None, body.split(",")):
-            k, _, v = item.partition("=")
-            try:
-                kw[k.strip()] = float(v)
-            except ValueError:
-                kw[k.strip()] = v.strip()
+            k, _, v = (t.strip() for t in item.partition("="))
+            for kind in (int, float, str):  # batch_size=4 an int, warp_weight=10 a weight
+                try:
+                    kw[k] = kind(v)
+                    break
+                except ValueError:
+                    continue
         out.append((name.strip(), kw))
     if not out:
         raise SystemExit("error: no variants")
@@ -65,18 +68,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = p.parse_args(argv)
     variants = parse_variants(args.variants)
 
+    w, h = (int(v) for v in args.size.lower().split("x"))
     if args.clip:
         paths = list_frames(args.clip)
+        clip = load_clip(paths, w, h)  # letterboxed, as the add-on trains
     else:
         import tempfile
 
         from core.procedural import make_clip, write_frames
 
-        tmp = tempfile.mkdtemp(prefix="step_cost_")
-        write_frames(make_clip("scrolling_background", 24, 128, 72), tmp)
-        paths = list_frames(tmp)
-    w, h = (int(v) for v in args.size.lower().split("x"))
-    clip = load_clip(paths, w, h)  # letterboxed, as the add-on trains
+        with tempfile.TemporaryDirectory(prefix="step_cost_") as tmp:
+            write_frames(make_clip("scrolling_background", 24, 128, 72), tmp)
+            paths = list_frames(tmp)
+            clip = load_clip(paths, w, h)
     mcfg = ModelConfig(
         preset="default", width=w, height=h, channels=clip.channels, width_mult=args.width_mult
     )
@@ -97,10 +101,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 tr.step()
             times.append((time.perf_counter() - t0) / args.steps)
     tr0 = trainers[0][1]
+    dtype = tr0.rt.amp_dtype or torch.float32
     print(
-        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch "
-        f"{torch.__version__}, {tr0.rt.type} {tr0.rt.amp_dtype or torch.float32}, batch {tr0.tcfg.batch_size}, "
-        f"{w}x{h}, width {args.width_mult}, {len(paths)} frames; median of {args.rounds} rounds x {args.steps} steps"
+        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}, {tr0.rt.type} {dtype}, batch {tr0.tcfg.batch_size}, "
+        f"{w}x{h}, width {args.width_mult}, {len(paths)} frames; "
+        f"median of {args.rounds} rounds x {args.steps} steps"
     )
     base = statistics.median(trainers[0][2])
     print(f"{'variant':<14} {'s/step':>8} {'ratio':>7}  rounds")

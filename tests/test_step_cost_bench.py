@@ -9,9 +9,9 @@ from bench import step_cost
 
 
 def test_variants_parse():
-    assert step_cost.parse_variants("a:;b:warp_weight=0,guard=off") == [
+    assert step_cost.parse_variants("a:;b:warp_weight=0.5,guard=off,batch_size=4") == [
         ("a", {}),
-        ("b", {"warp_weight": 0.0, "guard": "off"}),
+        ("b", {"warp_weight": 0.5, "guard": "off", "batch_size": 4}),
     ]
 
 
