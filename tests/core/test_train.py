@@ -47,26 +47,27 @@ def test_generator_updates_are_separate(clip_dir):
     assert float(next(iter(tr.opt_d.state_dict()["state"].values()))["step"]) == 1
 
 
-def test_the_flow_term_pulls_g_s_flow_toward_the_real_motion(tmp_path):
-    """On a picture scrolling 0.4 pixels a frame, 20 steps (at a learning rate raised for a
-    quick test) with the flow term bring G's flow for the last context frame nearer the
-    Lucas-Kanade flow of the real next frame than the same steps without it. Off by default."""
-    from core.models import estimate_flow
+def _scrolling(tmp_path):
+    """A picture scrolling 0.4 pixels a frame (16 frames, 32x32) and a tiny default model."""
     from core.procedural import make_clip, write_frames
 
     folder = tmp_path / "scroll"
     write_frames(make_clip("scrolling_background", 16, 32, 32), str(folder))
     clip = load_clip(list_frames(str(folder)), 32, 32)
-    mcfg = ModelConfig(preset="default", width=32, height=32, channels=clip.channels, **TINY)
+    return clip, ModelConfig(preset="default", width=32, height=32, channels=clip.channels, **TINY)
+
+
+def test_the_flow_term_pulls_g_s_flow_toward_the_real_motion(tmp_path):
+    """On a picture scrolling 0.4 pixels a frame, 20 steps (at a learning rate raised for a
+    quick test) with the flow term bring G's flow for the last context frame nearer the
+    Lucas-Kanade flow of the real next frame than the same steps without it. Off by default."""
+    from core.models import estimate_flow
+
+    clip, mcfg = _scrolling(tmp_path)
     errors = {}
     for weight in (0.0, 1.0):
         tcfg = TrainConfig(
-            steps=20,
-            batch_size=4,
-            device="cpu",
-            seed=3,
-            flow_weight=weight,
-            lr_g=5e-3,
+            steps=20, batch_size=4, device="cpu", seed=3, flow_weight=weight, lr_g=5e-3
         )
         tr = Trainer(clip, mcfg, tcfg)
         seq = tr._batch(torch.Generator().manual_seed(0))
@@ -90,12 +91,8 @@ def test_the_warp_term_makes_g_s_flow_alone_carry_the_picture(tmp_path):
     term) leave the last context frame warped by G's own flow nearer the real next frame than
     the same steps without it, and nearer than before training. Off by default."""
     from core.models import warp
-    from core.procedural import make_clip, write_frames
 
-    folder = tmp_path / "scroll"
-    write_frames(make_clip("scrolling_background", 16, 32, 32), str(folder))
-    clip = load_clip(list_frames(str(folder)), 32, 32)
-    mcfg = ModelConfig(preset="default", width=32, height=32, channels=clip.channels, **TINY)
+    clip, mcfg = _scrolling(tmp_path)
     errors = {}
     for weight in (0.0, 10.0):
         tcfg = TrainConfig(
